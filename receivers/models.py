@@ -1,0 +1,153 @@
+"""Sources the hub receives from, their secrets, and the stored events."""
+
+import secrets as pysecrets
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Provider(models.TextChoices):
+    GRIDX = "gridx", "gridX / XENON"
+    JEDLIX = "jedlix", "Jedlix"
+    OPENVOLT = "openvolt", "Openvolt"
+    IDEAVATE = "ideavate", "Ideavate"
+    EDRV = "edrv", "eDRV"
+    STANDARD = "standard", "Standard Webhooks"
+    HMAC = "hmac", "Generic HMAC"
+
+
+class HmacAlgorithm(models.TextChoices):
+    SHA1 = "sha1", "HMAC-SHA1"
+    SHA256 = "sha256", "HMAC-SHA256"
+    SHA512 = "sha512", "HMAC-SHA512"
+
+
+class HmacEncoding(models.TextChoices):
+    HEX = "hex", "hex"
+    BASE64 = "base64", "base64"
+
+
+class Source(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    is_active = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    # Extra checks any provider can add; a source may also opt out of verification, but
+    # only explicitly, and the admin shows that choice as a warning.
+    allowed_ips = models.TextField(
+        blank=True, help_text="Optional allow list: IP addresses or CIDR ranges, one per line."
+    )
+    verify_nothing = models.BooleanField(
+        default=False,
+        help_text="Accept requests without any verification. Only for trusted networks.",
+    )
+    tolerance_seconds = models.PositiveIntegerField(
+        default=300, help_text="Largest accepted clock difference for signed timestamps."
+    )
+    # Options of the generic `hmac` provider.
+    hmac_header = models.CharField(max_length=100, blank=True)
+    hmac_algorithm = models.CharField(
+        max_length=10, choices=HmacAlgorithm.choices, default=HmacAlgorithm.SHA256
+    )
+    hmac_encoding = models.CharField(
+        max_length=10, choices=HmacEncoding.choices, default=HmacEncoding.HEX
+    )
+    hmac_prefix = models.CharField(max_length=50, blank=True, help_text='For example "sha256=".')
+    hmac_template = models.CharField(
+        max_length=200,
+        default="{body}",
+        help_text="Signed content: {body} is the raw body, {header:Name} a request header.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+def generate_source_secret() -> str:
+    return "whsec_" + pysecrets.token_urlsafe(32)
+
+
+class SecretQuerySet(models.QuerySet):
+    def active(self, now=None):
+        now = now or timezone.now()
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class SourceSecret(models.Model):
+    """One verification secret. Several can be active at once during a rotation."""
+
+    source = models.ForeignKey(Source, related_name="secrets", on_delete=models.CASCADE)
+    value = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set during a rotation: the old secret's grace period."
+    )
+
+    objects = SecretQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"secret {self.masked}"
+
+    def __repr__(self) -> str:
+        return f"<SourceSecret {self.pk} {self.masked}>"
+
+    @property
+    def masked(self) -> str:
+        return mask(self.value)
+
+
+def mask(value: str) -> str:
+    """Enough to tell two secrets apart, never enough to use one."""
+    if len(value) < 16:
+        return "****"
+    return f"****{value[-4:]}"
+
+
+class EventStatus(models.TextChoices):
+    PENDING = "pending", "Stored, waiting for fan-out"
+    DISPATCHED = "dispatched", "Deliveries created"
+    IGNORED = "ignored", "Not relayed (test event or no subscriber)"
+
+
+class Event(models.Model):
+    source = models.ForeignKey(Source, related_name="events", on_delete=models.CASCADE)
+    external_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=255)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    headers = models.JSONField(default=dict)
+    raw_body = models.BinaryField()
+    payload = models.JSONField(null=True)
+    is_test = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=20, choices=EventStatus.choices, default=EventStatus.PENDING
+    )
+    duplicates = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"], name="event_unique_per_source"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["-received_at", "-id"], name="event_received_idx"),
+            models.Index(fields=["source", "-received_at"], name="event_source_received_idx"),
+            models.Index(fields=["type", "-received_at"], name="event_type_received_idx"),
+            models.Index(fields=["status", "-received_at"], name="event_status_received_idx"),
+            models.Index(fields=["is_test", "-received_at"], name="event_test_received_idx"),
+            models.Index(fields=["external_id"], name="event_external_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.type}:{self.external_id}"

@@ -1,0 +1,162 @@
+"""What every provider module declares: how to verify a request and how to read an event.
+
+A provider never sees Django's request: it gets an `Incoming` (the exact raw body and the
+headers), so the same code verifies a live request, a test fixture and a benchmark.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from receivers.models import Source
+
+
+class VerificationFailed(Exception):
+    """The request is not authentic. The reason is logged, never sent to the caller."""
+
+
+class BadPayload(Exception):
+    """The body is authentic but lacks what the provider requires; the message is public."""
+
+
+class CaseInsensitiveDict(dict):
+    """Header names compared without case, as HTTP requires."""
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()):
+        super().__init__()
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for key, value in pairs:
+            self[key] = value
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key.lower(), value)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    body: bytes
+    headers: CaseInsensitiveDict = field(default_factory=CaseInsensitiveDict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    # What followed /hooks/<slug>/ in the URL: gridX's samples put the event type there.
+    path_suffix: str = ""
+    remote_addr: str = ""
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    external_id: str | None
+    type: str
+    occurred_at: datetime | None = None
+    is_test: bool = False
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a sender would send: used by tests, benchmarks and the admin's test tools."""
+
+    headers: dict[str, str]
+    query: dict[str, str] = field(default_factory=dict)
+
+
+class Provider:
+    name: str = ""
+    # Headers whose values could authenticate a request: stored masked.
+    secret_headers: tuple[str, ...] = ()
+    # eDRV wants an empty 200; most platforms accept a small JSON answer.
+    empty_success_body: bool = False
+
+    def verify(self, incoming: Incoming, secrets: list[str], source: Source) -> None:
+        raise NotImplementedError
+
+    def parse(self, payload: Any, incoming: Incoming) -> ParsedEvent:
+        raise NotImplementedError
+
+    def sign(self, body: bytes, secret: str, source: Source, now: datetime) -> SignedRequest:
+        raise NotImplementedError
+
+
+def hmac_digest(key: bytes, content: bytes, algorithm: str) -> bytes:
+    return hmac.new(key, content, getattr(hashlib, algorithm)).digest()
+
+
+def matches_any(candidates: Iterable[bytes], expected: Iterable[bytes]) -> bool:
+    """Constant-time: every candidate is compared with every expected digest."""
+    found = False
+    expected = list(expected)
+    for candidate in candidates:
+        for digest in expected:
+            found |= hmac.compare_digest(candidate, digest)
+    return found
+
+
+def decode_hex(value: str) -> bytes | None:
+    try:
+        return bytes.fromhex(value.strip())
+    except ValueError:
+        return None
+
+
+def decode_base64(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value.strip(), validate=True)
+    except (ValueError, TypeError):
+        return None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 / RFC 3339 strings or Unix seconds/milliseconds; None when unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def require_object(payload: Any) -> dict:
+    if not isinstance(payload, dict):
+        raise BadPayload("The body must be a JSON object.")
+    return payload
+
+
+def string_field(payload: dict, *path: str) -> str | None:
+    """A nested string (or number) field, or None. Tolerant of missing levels."""
+    value: Any = payload
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float | str):
+        text = str(value).strip()
+        return text or None
+    return None

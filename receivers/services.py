@@ -1,0 +1,128 @@
+"""Receiving: verify a request, store it as an Event, and answer what the platform expects.
+
+Store first, act later: the Event row is committed before the answer, and everything after
+it (fan-out, relays) starts from the database, so a broker outage never loses an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from subscriptions.dispatch import announce_stored
+
+from .models import Event, EventStatus, Source, SourceSecret
+from .providers import get_provider
+from .providers.base import BadPayload, Incoming, VerificationFailed
+
+logger = logging.getLogger(__name__)
+
+ALWAYS_MASKED = ("authorization", "cookie", "proxy-authorization")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict | None
+    event_id: int | None = None
+    duplicate: bool = False
+
+
+NOT_FOUND = Outcome(404, {"error": "unknown source"})
+UNAUTHORIZED = Outcome(401, {"error": "verification failed"})
+
+
+def find_source(slug: str) -> tuple[Source, list[str]] | None:
+    source = Source.objects.filter(slug=slug, is_active=True).first()
+    if source is None:
+        return None
+    secrets = list(
+        SourceSecret.objects.filter(source=source).active().values_list("value", flat=True)
+    )
+    return source, secrets
+
+
+def ip_allowed(source: Source, remote_addr: str) -> bool:
+    entries = [line.strip() for line in source.allowed_ips.splitlines() if line.strip()]
+    if not entries:
+        return True
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def masked_headers(headers: dict[str, str], secret_headers: tuple[str, ...]) -> dict[str, str]:
+    hidden = {name.lower() for name in (*ALWAYS_MASKED, *secret_headers)}
+    return {name: ("****" if name.lower() in hidden else value) for name, value in headers.items()}
+
+
+def receive(slug: str, incoming: Incoming) -> Outcome:
+    found = find_source(slug)
+    if found is None:
+        return NOT_FOUND
+    source, secrets = found
+    provider = get_provider(source.provider)
+
+    if not ip_allowed(source, incoming.remote_addr):
+        logger.warning(
+            "source %s: request from %s is not on the allow list", slug, incoming.remote_addr
+        )
+        return UNAUTHORIZED
+    if not source.verify_nothing:
+        try:
+            if not secrets:
+                raise VerificationFailed("the source has no active secret")
+            provider.verify(incoming, secrets, source)
+        except VerificationFailed as exc:
+            logger.warning("source %s: verification failed: %s", slug, exc)
+            return UNAUTHORIZED
+
+    try:
+        payload = json.loads(incoming.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return Outcome(400, {"error": "The body is not valid JSON."})
+    try:
+        parsed = provider.parse(payload, incoming)
+    except BadPayload as exc:
+        return Outcome(400, {"error": str(exc)})
+
+    secret_headers = provider.secret_headers + ((source.hmac_header,) if source.hmac_header else ())
+    event = Event(
+        source=source,
+        external_id=(parsed.external_id or hashlib.sha256(incoming.body).hexdigest())[:255],
+        type=parsed.type[:255],
+        occurred_at=parsed.occurred_at,
+        received_at=timezone.now(),
+        headers=masked_headers(dict(incoming.headers), secret_headers),
+        raw_body=incoming.body,
+        payload=payload,
+        is_test=parsed.is_test,
+        status=EventStatus.IGNORED if parsed.is_test else EventStatus.PENDING,
+    )
+    try:
+        # When the block commits the row is durable, and only then is the answer sent.
+        with transaction.atomic():
+            event.save(force_insert=True)
+    except IntegrityError:
+        # The platform retried or delivered twice: store once, count, answer the same.
+        Event.objects.filter(source=source, external_id=event.external_id).update(
+            duplicates=F("duplicates") + 1
+        )
+        return success(provider, None, duplicate=True)
+    if not event.is_test:
+        announce_stored(event.pk)
+    return success(provider, event.pk, duplicate=False)
+
+
+def success(provider, event_id: int | None, duplicate: bool) -> Outcome:
+    body = None if provider.empty_success_body else {"received": True, "duplicate": duplicate}
+    return Outcome(200, body, event_id=event_id, duplicate=duplicate)

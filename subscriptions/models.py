@@ -1,0 +1,144 @@
+"""Who gets which events, and the record of every delivery and attempt."""
+
+import base64
+import fnmatch
+import secrets as pysecrets
+
+from django.db import models
+from django.utils import timezone
+
+from receivers.models import Event, Source, mask
+
+
+def generate_signing_secret() -> str:
+    return "whsec_" + base64.b64encode(pysecrets.token_bytes(24)).decode()
+
+
+class PayloadFormat(models.TextChoices):
+    ORIGINAL = "original", "Original body as received"
+    CLOUDEVENTS = "cloudevents", "CloudEvents 1.0 JSON envelope"
+
+
+class Subscription(models.Model):
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500, help_text="http or https target.")
+    is_active = models.BooleanField(default=True)
+    event_types = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Exact types or globs, e.g. ["appliance/*", "session.*"]; "*" is everything.',
+    )
+    sources = models.ManyToManyField(
+        Source,
+        blank=True,
+        related_name="subscriptions",
+        help_text="Leave empty to receive from every source.",
+    )
+    secret = models.CharField(max_length=200, default=generate_signing_secret)
+    previous_secret = models.CharField(max_length=200, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True, help_text="Static headers to add.")
+    timeout_seconds = models.PositiveIntegerField(default=15)
+    payload_format = models.CharField(
+        max_length=20, choices=PayloadFormat.choices, default=PayloadFormat.ORIGINAL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # Health, kept by the delivery service.
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    # One drainer at a time per subscription (see services.drain_subscription); a hung
+    # subscriber then occupies one worker thread, never all of them.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # Set after a timeout or connection error: a dead target is not hammered meanwhile.
+    backoff_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.event_types)
+
+    @property
+    def masked_secret(self) -> str:
+        return mask(self.secret)
+
+    def signing_secrets(self, now=None) -> list[str]:
+        now = now or timezone.now()
+        keys = [self.secret]
+        if self.previous_secret and (
+            self.previous_secret_expires_at is None or self.previous_secret_expires_at > now
+        ):
+            keys.append(self.previous_secret)
+        return keys
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    RETRYING = "retrying", "Waiting to retry"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+
+
+class Delivery(models.Model):
+    event = models.ForeignKey(Event, related_name="deliveries", on_delete=models.CASCADE)
+    subscription = models.ForeignKey(
+        Subscription, related_name="deliveries", on_delete=models.CASCADE
+    )
+    status = models.CharField(
+        max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    # Stable across retries and replays: the receiver's dedupe key (Standard Webhooks).
+    webhook_id = models.CharField(max_length=64)
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    replay_requested = models.BooleanField(default=False)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        permissions = [("replay_delivery", "Can replay deliveries")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "subscription"], name="delivery_unique_per_subscription"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx"),
+            models.Index(fields=["subscription", "status", "id"], name="delivery_sub_status_idx"),
+            models.Index(fields=["status", "-created_at"], name="delivery_status_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} to {self.subscription_id}"
+
+
+class Attempt(models.Model):
+    delivery = models.ForeignKey(Delivery, related_name="attempts", on_delete=models.CASCADE)
+    started_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    is_replay = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.pk} of {self.delivery_id}"

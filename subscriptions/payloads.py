@@ -1,0 +1,36 @@
+"""The body a subscriber receives: the original bytes, or one CloudEvents 1.0 envelope."""
+
+import json
+
+from django.conf import settings
+
+from receivers.models import Event
+
+from .models import PayloadFormat, Subscription
+
+
+def content_type_of(event: Event) -> str:
+    for name, value in event.headers.items():
+        if name.lower() == "content-type":
+            return value
+    return "application/json"
+
+
+def cloudevent(event: Event, source_slug: str) -> dict:
+    """The same envelope for every provider, so subscribers need one parser."""
+    return {
+        "specversion": "1.0",
+        "id": event.external_id,
+        "source": f"{settings.HUB_PUBLIC_URL}/hooks/{source_slug}/",
+        "type": event.type,
+        "time": (event.occurred_at or event.received_at).isoformat(),
+        "datacontenttype": "application/json",
+        "data": event.payload,
+    }
+
+
+def render(event: Event, subscription: Subscription, source_slug: str) -> tuple[bytes, str]:
+    if subscription.payload_format == PayloadFormat.CLOUDEVENTS:
+        body = json.dumps(cloudevent(event, source_slug), separators=(",", ":")).encode()
+        return body, "application/cloudevents+json"
+    return bytes(event.raw_body), content_type_of(event)

@@ -1,0 +1,505 @@
+"""Relaying stored events to subscribers: fan-out, delivery, retries, replays and the sweep.
+
+The database is the source of truth and the broker only carries work:
+- an event is `pending` until a fan-out transaction has created its Delivery rows;
+- a delivery is claimed by a conditional UPDATE and leased for a bounded time, so a worker
+  that dies mid-delivery leaves a lease that expires, and the sweep hands the delivery out again;
+- one drainer at a time owns a subscription (a lease on the Subscription row) and sends its
+  due deliveries over one keep-alive connection; a subscriber that hangs holds one worker
+  thread up to its timeout, and its backoff stops it from taking more.
+Any lost broker message is made good by `sweep`, which beat runs every HUB_SWEEP_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from receivers.models import Event, EventStatus
+
+from .models import OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
+from .payloads import render
+from .signing import signature_headers
+from .targets import TargetRefused, check_target
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait before each further attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h,
+# 10 h, 14 h, 20 h, 24 h. Ten attempts in all, spread over about three days.
+RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+MAX_RETRY_AFTER = 86400
+EXCERPT_BYTES = 4096
+BATCH = 50
+DRAIN_SECONDS = 20
+LEASE_MARGIN = 30
+PENDING_GRACE = timedelta(seconds=2)
+TRANSIENT_CODES = {408, 429}
+USER_AGENT = "hub-webhooks/1.0"
+
+
+# Fan-out ------------------------------------------------------------------------------------
+
+
+def active_subscriptions() -> list[tuple[Subscription, set[int]]]:
+    subscriptions = Subscription.objects.filter(is_active=True).prefetch_related("sources")
+    return [(sub, {source.pk for source in sub.sources.all()}) for sub in subscriptions]
+
+
+def matching(event: Event, subscriptions: list[tuple[Subscription, set[int]]]) -> list[int]:
+    return [
+        sub.pk
+        for sub, source_ids in subscriptions
+        if (not source_ids or event.source_id in source_ids) and sub.matches(event.type)
+    ]
+
+
+def new_webhook_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def fan_out(event_ids: Iterable[int]) -> int:
+    """Create the deliveries of pending events, in one transaction; returns how many."""
+    ids = list(event_ids)
+    if not ids:
+        return 0
+    with transaction.atomic():
+        events = list(
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=ids, status=EventStatus.PENDING)
+            .only("pk", "source_id", "type", "is_test")
+        )
+        if not events:
+            return 0
+        subscriptions = active_subscriptions()
+        deliveries, relayed, ignored, targets = [], [], [], set()
+        for event in events:
+            sub_ids = [] if event.is_test else matching(event, subscriptions)
+            (relayed if sub_ids else ignored).append(event.pk)
+            targets.update(sub_ids)
+            deliveries += [
+                Delivery(event_id=event.pk, subscription_id=sub_id, webhook_id=new_webhook_id())
+                for sub_id in sub_ids
+            ]
+        Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+        Event.objects.filter(pk__in=relayed).update(status=EventStatus.DISPATCHED)
+        Event.objects.filter(pk__in=ignored).update(status=EventStatus.IGNORED)
+        transaction.on_commit(lambda: request_drains(targets))
+    return len(deliveries)
+
+
+def request_drains(subscription_ids: Iterable[int]) -> None:
+    from .tasks import drain_subscription_task
+
+    for sub_id in subscription_ids:
+        try:
+            drain_subscription_task.apply_async(args=[sub_id], retry=False)
+        except Exception as exc:  # noqa: BLE001 - the sweep requests it again
+            logger.warning("could not request a drain of subscription %s: %s", sub_id, exc)
+            return
+
+
+# Delivery -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    status_code: int | None
+    duration_ms: int
+    excerpt: str
+    error: str
+    retry_after: int | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def network_failure(self) -> bool:
+        return self.status_code is None
+
+    @property
+    def transient(self) -> bool:
+        code = self.status_code
+        return code is None or code in TRANSIENT_CODES or 500 <= code < 600
+
+
+def claim_subscription(subscription_id: int, now: datetime) -> Subscription | None:
+    sub = Subscription.objects.filter(pk=subscription_id).only("timeout_seconds").first()
+    if sub is None:
+        return None
+    lease = now + timedelta(seconds=sub.timeout_seconds + LEASE_MARGIN)
+    claimed = (
+        Subscription.objects.filter(pk=subscription_id, is_active=True)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(Q(backoff_until__isnull=True) | Q(backoff_until__lte=now))
+        .update(lease_until=lease)
+    )
+    return Subscription.objects.get(pk=subscription_id) if claimed == 1 else None
+
+
+def release_subscription(subscription_id: int) -> None:
+    Subscription.objects.filter(pk=subscription_id).update(lease_until=None)
+
+
+def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Delivery]:
+    ids = list(
+        Delivery.objects.filter(
+            subscription=sub, status__in=OPEN_STATUSES, next_attempt_at__lte=now
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not ids:
+        return []
+    lease = now + timedelta(seconds=sub.timeout_seconds + LEASE_MARGIN)
+    Delivery.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).update(
+        status=DeliveryStatus.SENDING, claimed_until=lease
+    )
+    Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+    return list(
+        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING, claimed_until=lease)
+        .select_related("event", "event__source")
+        .order_by("next_attempt_at", "pk")
+    )
+
+
+def build_request(delivery: Delivery, sub: Subscription, now: datetime) -> tuple[bytes, dict]:
+    event = delivery.event
+    body, content_type = render(event, sub, event.source.slug)
+    headers = {str(k): str(v) for k, v in (sub.headers or {}).items()}
+    headers.update(
+        {
+            "content-type": content_type,
+            "user-agent": USER_AGENT,
+            "x-hub-event-type": event.type,
+            "x-hub-source": event.source.slug,
+        }
+    )
+    headers.update(
+        signature_headers(sub.signing_secrets(now), delivery.webhook_id, int(now.timestamp()), body)
+    )
+    return body, headers
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> int | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        try:
+            seconds = int((parsedate_to_datetime(value) - now).total_seconds())
+        except (TypeError, ValueError):
+            return None
+    return max(1, min(seconds, MAX_RETRY_AFTER))
+
+
+def post(client: httpx.Client, url: str, body: bytes, headers: dict, now: datetime) -> Result:
+    started = time.perf_counter()
+    try:
+        response = client.post(url, content=body, headers=headers)
+    except httpx.TimeoutException:
+        return Result(None, elapsed_ms(started), "", "timed out")
+    except httpx.HTTPError as exc:
+        return Result(None, elapsed_ms(started), "", f"{exc.__class__.__name__}: {exc}"[:500])
+    excerpt = response.content[:EXCERPT_BYTES].decode("utf-8", "replace")
+    error = ""
+    if 300 <= response.status_code < 400:
+        error = "redirects are not followed"
+    return Result(
+        response.status_code,
+        elapsed_ms(started),
+        excerpt,
+        error,
+        retry_after_seconds(response.headers.get("retry-after"), now),
+    )
+
+
+def elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def next_delay(attempt_count: int, result: Result) -> int | None:
+    """Seconds until the next attempt, or None when there is none left (or none is due)."""
+    if not result.transient or attempt_count >= len(RETRY_SCHEDULE):
+        return None
+    if result.retry_after is not None:
+        return result.retry_after
+    base = RETRY_SCHEDULE[attempt_count]
+    # Jitter spreads the retries of many deliveries that failed together.
+    return int(base * random.uniform(0.9, 1.1)) if base else 0
+
+
+def apply_result(delivery: Delivery, result: Result, now: datetime) -> Attempt:
+    delivery.attempt_count += 1
+    delivery.last_status_code = result.status_code
+    delivery.last_error = result.error[:500]
+    delivery.claimed_until = None
+    attempt = Attempt(
+        delivery=delivery,
+        started_at=now,
+        status_code=result.status_code,
+        duration_ms=result.duration_ms,
+        response_excerpt=result.excerpt,
+        error=result.error[:500],
+        is_replay=delivery.replay_requested,
+    )
+    delivery.replay_requested = False
+    if result.succeeded:
+        delivery.status = DeliveryStatus.SUCCEEDED
+        delivery.delivered_at = timezone.now()
+        return attempt
+    delay = next_delay(delivery.attempt_count, result)
+    if delay is None:
+        delivery.status = DeliveryStatus.FAILED
+    else:
+        delivery.status = DeliveryStatus.RETRYING
+        delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    return attempt
+
+
+DELIVERY_FIELDS = [
+    "status",
+    "attempt_count",
+    "last_status_code",
+    "last_error",
+    "claimed_until",
+    "next_attempt_at",
+    "delivered_at",
+    "replay_requested",
+]
+
+
+def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> None:
+    """Save a batch's outcome in one transaction, and the subscription's health with it."""
+    if not done:
+        return
+    now = timezone.now()
+    successes = [d for d in done if d.status == DeliveryStatus.SUCCEEDED]
+    failures = [a for a in attempts if not (a.status_code and 200 <= a.status_code < 300)]
+    with transaction.atomic():
+        Attempt.objects.bulk_create(attempts)
+        Delivery.objects.bulk_update(done, DELIVERY_FIELDS)
+        health: dict = {}
+        if successes and attempts[-1].status_code and 200 <= attempts[-1].status_code < 300:
+            health = {"last_success_at": now, "failing_since": None, "consecutive_failures": 0}
+        elif failures:
+            health = {
+                "last_failure_at": now,
+                "consecutive_failures": sub.consecutive_failures + len(failures),
+                "failing_since": sub.failing_since or now,
+            }
+            if successes:
+                health["last_success_at"] = now
+        if health:
+            Subscription.objects.filter(pk=sub.pk).update(**health)
+            for key, value in health.items():
+                setattr(sub, key, value)
+    if any(d.last_status_code == 410 for d in done):
+        disable_subscription(sub.pk, "The target answered 410 Gone.")
+
+
+def open_backoff(sub: Subscription) -> None:
+    """After a timeout or connection error, wait before trying this target again."""
+    seconds = min(300, 2 ** min(sub.consecutive_failures, 8))
+    Subscription.objects.filter(pk=sub.pk).update(
+        backoff_until=timezone.now() + timedelta(seconds=seconds)
+    )
+
+
+def unclaim(deliveries: Iterable[Delivery]) -> None:
+    ids = [d.pk for d in deliveries]
+    if ids:
+        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(
+            status=DeliveryStatus.PENDING, claimed_until=None
+        )
+
+
+def send_batch(client: httpx.Client, sub: Subscription, batch: list[Delivery]) -> bool:
+    """Send a claimed batch in order; False when the target looks down (stop draining)."""
+    done: list[Delivery] = []
+    attempts: list[Attempt] = []
+    healthy = True
+    try:
+        check_target(sub.url)
+    except TargetRefused as exc:
+        refused = Result(None, 0, "", f"refused: {exc}")
+        for delivery in batch:
+            attempts.append(apply_result(delivery, refused, timezone.now()))
+            delivery.status = DeliveryStatus.FAILED
+            done.append(delivery)
+        record(sub, done, attempts)
+        return False
+    for index, delivery in enumerate(batch):
+        now = timezone.now()
+        body, headers = build_request(delivery, sub, now)
+        result = post(client, sub.url, body, headers, now)
+        attempts.append(apply_result(delivery, result, now))
+        done.append(delivery)
+        if result.network_failure or result.status_code == 410:
+            healthy = False
+            unclaim(batch[index + 1 :])
+            break
+    record(sub, done, attempts)
+    if not healthy:
+        open_backoff(sub)
+    return healthy
+
+
+def drain_subscription(subscription_id: int, max_seconds: float = DRAIN_SECONDS) -> int:
+    """Deliver everything due for one subscription; returns how many attempts were made."""
+    now = timezone.now()
+    sub = claim_subscription(subscription_id, now)
+    if sub is None:
+        return 0
+    started, sent, more = time.monotonic(), 0, False
+    try:
+        with httpx.Client(
+            timeout=httpx.Timeout(sub.timeout_seconds),
+            follow_redirects=False,
+            trust_env=False,
+        ) as client:
+            while True:
+                batch = claim_due(sub, timezone.now())
+                if not batch:
+                    break
+                sent += len(batch)
+                if not send_batch(client, sub, batch):
+                    break
+                if time.monotonic() - started > max_seconds:
+                    more = True
+                    break
+    finally:
+        release_subscription(subscription_id)
+    if more or has_due(subscription_id):
+        # Another drain was refused while this one held the lease, or time ran out.
+        request_drains([subscription_id])
+    return sent
+
+
+def has_due(subscription_id: int) -> bool:
+    return (
+        Delivery.objects.filter(
+            subscription_id=subscription_id,
+            status__in=OPEN_STATUSES,
+            next_attempt_at__lte=timezone.now(),
+            subscription__is_active=True,
+        )
+        .filter(
+            Q(subscription__backoff_until__isnull=True)
+            | Q(subscription__backoff_until__lte=timezone.now())
+        )
+        .exists()
+    )
+
+
+def disable_subscription(subscription_id: int, reason: str) -> None:
+    updated = Subscription.objects.filter(pk=subscription_id, is_active=True).update(
+        is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:300]
+    )
+    if updated:
+        logger.warning("subscription %s disabled: %s", subscription_id, reason)
+
+
+# Replays ------------------------------------------------------------------------------------
+
+
+def replay_deliveries(delivery_ids: Iterable[int]) -> int:
+    """Send deliveries again. Old attempts stay; the next attempt is marked as a replay."""
+    ids = list(delivery_ids)
+    count = 0
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        count += (
+            Delivery.objects.filter(pk__in=chunk)
+            .exclude(status=DeliveryStatus.SENDING)
+            .update(
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=timezone.now(),
+                replay_requested=True,
+                claimed_until=None,
+            )
+        )
+    subscription_ids = set(
+        Delivery.objects.filter(pk__in=ids).values_list("subscription_id", flat=True).distinct()
+    )
+    request_drains(subscription_ids)
+    return count
+
+
+def replay_event(event: Event) -> int:
+    """Replay every delivery of an event, and create those a new subscription now wants."""
+    if event.is_test:
+        return 0
+    subscriptions = active_subscriptions()
+    existing = set(event.deliveries.values_list("subscription_id", flat=True))
+    missing = [sub_id for sub_id in matching(event, subscriptions) if sub_id not in existing]
+    Delivery.objects.bulk_create(
+        [
+            Delivery(event=event, subscription_id=sub_id, webhook_id=new_webhook_id())
+            for sub_id in missing
+        ],
+        ignore_conflicts=True,
+    )
+    if missing and event.status != EventStatus.DISPATCHED:
+        Event.objects.filter(pk=event.pk).update(status=EventStatus.DISPATCHED)
+    return replay_deliveries(event.deliveries.values_list("pk", flat=True))
+
+
+def failed_delivery_ids(**filters) -> list[int]:
+    return list(
+        Delivery.objects.filter(status=DeliveryStatus.FAILED, **filters).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+# Sweep --------------------------------------------------------------------------------------
+
+
+def sweep(now: datetime | None = None) -> dict[str, int]:
+    """Find work whose broker message was lost or whose worker died, and hand it out again."""
+    now = now or timezone.now()
+    counts = {"events": 0, "expired_claims": 0, "drains": 0, "disabled": 0}
+    stale = list(
+        Event.objects.filter(status=EventStatus.PENDING, received_at__lt=now - PENDING_GRACE)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:5000]
+    )
+    for start in range(0, len(stale), 500):
+        counts["events"] += len(stale[start : start + 500])
+        fan_out(stale[start : start + 500])
+    counts["expired_claims"] = Delivery.objects.filter(
+        status=DeliveryStatus.SENDING, claimed_until__lt=now
+    ).update(status=DeliveryStatus.PENDING, claimed_until=None)
+    Subscription.objects.filter(lease_until__lt=now).update(lease_until=None)
+    cutoff = now - timedelta(hours=settings.HUB_DISABLE_AFTER_HOURS)
+    for sub_id in Subscription.objects.filter(is_active=True, failing_since__lt=cutoff).values_list(
+        "pk", flat=True
+    ):
+        hours = settings.HUB_DISABLE_AFTER_HOURS
+        disable_subscription(sub_id, f"Every delivery failed for more than {hours} hours.")
+        counts["disabled"] += 1
+    due = set(
+        Delivery.objects.filter(
+            status__in=OPEN_STATUSES, next_attempt_at__lte=now, subscription__is_active=True
+        )
+        .values_list("subscription_id", flat=True)
+        .distinct()
+    )
+    counts["drains"] = len(due)
+    request_drains(due)
+    return counts
