@@ -1,0 +1,58 @@
+# Two commands on a fresh machine with Python 3.11+: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The newest Python 3.11+ on the machine (Django 6 needs 3.12; on 3.11 the 5.2 LTS is used).
+PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# `make run` is the embedded default: SQLite and kombu's filesystem broker, no services needed.
+DEV_ENV := DEBUG=$${DEBUG:-1} SECRET_KEY=$${SECRET_KEY:-dev-only-insecure-key} \
+	HUB_ALLOW_PRIVATE_TARGETS=$${HUB_ALLOW_PRIVATE_TARGETS:-1} \
+	HUB_PUBLIC_URL=$${HUB_PUBLIC_URL:-http://$(HOST):$(PORT)}
+
+.PHONY: install run test lint format bench check-compose clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required"; exit 1; }
+	@echo "Creating $(VENV) with $$($(PYTHON) --version)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+run: install
+	$(DEV_ENV) $(BIN)/python manage.py migrate --no-input
+	@$(DEV_ENV) $(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/
+	@echo "Receiving on http://$(HOST):$(PORT)/hooks/<source-slug>/  API: http://$(HOST):$(PORT)/api/v1/schema/ui/"
+	@trap 'kill 0' EXIT INT TERM; \
+	$(DEV_ENV) $(BIN)/celery -A hub worker --beat --pool threads --concurrency 8 \
+		--loglevel INFO --schedule $(VENV)/celerybeat-schedule & \
+	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/browser_setup.py
+	DJANGO_SETTINGS_MODULE=hub.settings_test $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+check-compose: install
+	$(BIN)/python scripts/check_compose.py
+
+clean:
+	rm -rf $(VENV) .broker db.sqlite3 test-artifacts
