@@ -1,7 +1,18 @@
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from receivers.api import EventViewSet, SourceViewSet
+from subscriptions.api import DeliveryViewSet, SubscriptionViewSet
+
+router = DefaultRouter()
+router.register("sources", SourceViewSet)
+router.register("events", EventViewSet)
+router.register("subscriptions", SubscriptionViewSet)
+router.register("deliveries", DeliveryViewSet)
 
 urlpatterns = [
+    path("", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-ui"),
 ]

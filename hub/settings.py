@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "receivers",
     "subscriptions",
 ]
@@ -137,6 +138,8 @@ HUB_RETENTION_DAYS = env_int("HUB_RETENTION_DAYS", 7, minimum=1)
 HUB_ALLOW_PRIVATE_TARGETS = env_bool("HUB_ALLOW_PRIVATE_TARGETS", False)
 HUB_DISABLE_AFTER_HOURS = env_int("HUB_DISABLE_AFTER_HOURS", 72, minimum=1)
 HUB_SWEEP_SECONDS = env_int("HUB_SWEEP_SECONDS", 5, minimum=1)
+# How long past its timeout a delivery stays claimed before the sweep hands it out again.
+HUB_LEASE_MARGIN_SECONDS = env_int("HUB_LEASE_MARGIN_SECONDS", 30, minimum=1)
 HUB_PUBLIC_URL = env_str("HUB_PUBLIC_URL", "http://localhost:8000").rstrip("/")
 
 REST_FRAMEWORK = {
@@ -155,6 +158,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Sources, events, subscriptions and deliveries of the webhook hub.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Served from the installed sidecar package: the UI works with no internet access.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -180,6 +187,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# Threads: delivery is network-bound, and a subscriber that hangs until its timeout holds one
+# thread while the others keep delivering (see README, "Concurrency model").
+CELERY_WORKER_POOL = "threads"
+CELERY_WORKER_CONCURRENCY = env_int("HUB_WORKER_CONCURRENCY", 16, minimum=1)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_PUBLISH_RETRY = False
@@ -195,5 +206,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # One INFO line per outbound request would drown everything else.
+        "httpx": {"level": "WARNING"},
+    },
 }

@@ -43,7 +43,6 @@ MAX_RETRY_AFTER = 86400
 EXCERPT_BYTES = 4096
 BATCH = 50
 DRAIN_SECONDS = 20
-LEASE_MARGIN = 30
 PENDING_GRACE = timedelta(seconds=2)
 TRANSIENT_CODES = {408, 429}
 USER_AGENT = "hub-webhooks/1.0"
@@ -79,6 +78,7 @@ def fan_out(event_ids: Iterable[int]) -> int:
             Event.objects.select_for_update(skip_locked=True)
             .filter(pk__in=ids, status=EventStatus.PENDING)
             .only("pk", "source_id", "type", "is_test")
+            .order_by("pk")
         )
         if not events:
             return 0
@@ -139,7 +139,7 @@ def claim_subscription(subscription_id: int, now: datetime) -> Subscription | No
     sub = Subscription.objects.filter(pk=subscription_id).only("timeout_seconds").first()
     if sub is None:
         return None
-    lease = now + timedelta(seconds=sub.timeout_seconds + LEASE_MARGIN)
+    lease = now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
     claimed = (
         Subscription.objects.filter(pk=subscription_id, is_active=True)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
@@ -163,7 +163,7 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
     )
     if not ids:
         return []
-    lease = now + timedelta(seconds=sub.timeout_seconds + LEASE_MARGIN)
+    lease = now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
     Delivery.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).update(
         status=DeliveryStatus.SENDING, claimed_until=lease
     )
@@ -232,7 +232,7 @@ def elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def next_delay(attempt_count: int, result: Result) -> int | None:
+def next_delay(attempt_count: int, result: Result) -> float | None:
     """Seconds until the next attempt, or None when there is none left (or none is due)."""
     if not result.transient or attempt_count >= len(RETRY_SCHEDULE):
         return None
@@ -240,7 +240,7 @@ def next_delay(attempt_count: int, result: Result) -> int | None:
         return result.retry_after
     base = RETRY_SCHEDULE[attempt_count]
     # Jitter spreads the retries of many deliveries that failed together.
-    return int(base * random.uniform(0.9, 1.1)) if base else 0
+    return base * random.uniform(0.9, 1.1)
 
 
 def apply_result(delivery: Delivery, result: Result, now: datetime) -> Attempt:
@@ -473,14 +473,14 @@ def failed_delivery_ids(**filters) -> list[int]:
 def sweep(now: datetime | None = None) -> dict[str, int]:
     """Find work whose broker message was lost or whose worker died, and hand it out again."""
     now = now or timezone.now()
-    counts = {"events": 0, "expired_claims": 0, "drains": 0, "disabled": 0}
+    counts = {"stale_events": 0, "expired_claims": 0, "drains": 0, "disabled": 0}
     stale = list(
         Event.objects.filter(status=EventStatus.PENDING, received_at__lt=now - PENDING_GRACE)
         .order_by("received_at")
         .values_list("pk", flat=True)[:5000]
     )
     for start in range(0, len(stale), 500):
-        counts["events"] += len(stale[start : start + 500])
+        counts["stale_events"] += len(stale[start : start + 500])
         fan_out(stale[start : start + 500])
     counts["expired_claims"] = Delivery.objects.filter(
         status=DeliveryStatus.SENDING, claimed_until__lt=now

@@ -1,0 +1,96 @@
+from django.conf import settings
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import Event, Source
+
+
+class SourceSerializer(serializers.ModelSerializer):
+    # Write-only: a secret is shown once, in the answer to the request that created it.
+    secrets = serializers.ListField(
+        child=serializers.CharField(min_length=8, max_length=500),
+        write_only=True,
+        required=False,
+        help_text="Verification secrets; one is generated when none is given.",
+    )
+    receive_url = serializers.SerializerMethodField()
+    active_secrets = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Source
+        fields = [
+            "slug",
+            "provider",
+            "is_active",
+            "description",
+            "secrets",
+            "active_secrets",
+            "receive_url",
+            "allowed_ips",
+            "verify_nothing",
+            "tolerance_seconds",
+            "hmac_header",
+            "hmac_algorithm",
+            "hmac_encoding",
+            "hmac_prefix",
+            "hmac_template",
+            "created_at",
+        ]
+        read_only_fields = ["created_at"]
+
+    def get_receive_url(self, source: Source) -> str:
+        return settings.HUB_PUBLIC_URL + reverse("receive", kwargs={"slug": source.slug})
+
+    def get_active_secrets(self, source: Source) -> list[str]:
+        return [secret.masked for secret in source.secrets.active()]
+
+    def validate(self, attrs):
+        provider = attrs.get("provider", getattr(self.instance, "provider", None))
+        header = attrs.get("hmac_header", getattr(self.instance, "hmac_header", ""))
+        if provider == "hmac" and not header:
+            raise serializers.ValidationError({"hmac_header": "The hmac provider needs a header."})
+        return attrs
+
+    def create(self, validated_data):
+        from .sources import create_source
+
+        secrets = validated_data.pop("secrets", None)
+        slug = validated_data.pop("slug")
+        provider = validated_data.pop("provider")
+        source, plaintext = create_source(slug, provider, secrets=secrets, **validated_data)
+        source._created_secrets = plaintext
+        return source
+
+    def update(self, instance, validated_data):
+        from .sources import replace_secrets
+
+        secrets = validated_data.pop("secrets", None)
+        source = super().update(instance, validated_data)
+        if secrets:
+            replace_secrets(source, secrets)
+        return source
+
+    def to_representation(self, source: Source):
+        data = super().to_representation(source)
+        created = getattr(source, "_created_secrets", None)
+        if created:
+            data["secrets"] = created
+        return data
+
+
+class EventListSerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Event
+        fields = ["id", "source", "external_id", "type", "is_test", "status", "received_at"]
+
+
+class EventDetailSerializer(EventListSerializer):
+    class Meta(EventListSerializer.Meta):
+        fields = EventListSerializer.Meta.fields + [
+            "occurred_at",
+            "duplicates",
+            "headers",
+            "payload",
+        ]

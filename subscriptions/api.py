@@ -1,0 +1,26 @@
+"""Management API for subscriptions and deliveries."""
+
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from . import services
+from .models import Delivery, Subscription
+from .serializers import DeliverySerializer, SubscriptionSerializer
+
+
+class SubscriptionViewSet(viewsets.ModelViewSet):
+    queryset = Subscription.objects.prefetch_related("sources")
+    serializer_class = SubscriptionSerializer
+    filterset_fields = ["is_active", "payload_format"]
+
+
+class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Delivery.objects.prefetch_related("attempts").order_by("-created_at", "-id")
+    serializer_class = DeliverySerializer
+    filterset_fields = ["status", "subscription", "event"]
+
+    @action(detail=True, methods=["post"])
+    def replay(self, request, pk=None):
+        count = services.replay_deliveries([self.get_object().pk])
+        return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)

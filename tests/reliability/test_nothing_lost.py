@@ -1,0 +1,141 @@
+"""Nothing acknowledged is lost: real gunicorn, real Celery worker, real Redis and PostgreSQL.
+
+Each test starts its own redis-server so it may kill and restart it, a gunicorn serving the
+hub, and a Celery worker with beat (sweep every second), all on the pytest-django test
+database. The subscriber is a real HTTP server in this process.
+"""
+
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from conftest import missing
+from receivers.models import Event
+from receivers.providers import get_provider
+from receivers.tests.factories import source_with_secret
+from subscriptions.models import Delivery, DeliveryStatus
+from subscriptions.tests.factories import EventFactory, SubscriptionFactory
+from subscriptions.tests.receiver import Answer, TestReceiver
+
+from .processes import HubProcesses, Redis
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    if shutil.which("redis-server") is None:
+        missing("redis-server is not installed")
+    return tmp_path
+
+
+@pytest.fixture
+def redis(logs):
+    server = Redis(logs)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub(redis, logs):
+    processes = HubProcesses(redis, logs)
+    yield processes
+    processes.stop()
+    for log in sorted(logs.glob("*.log")):
+        print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-30:]))
+
+
+def gridx_body() -> bytes:
+    return json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "appliance/online",
+            "time": timezone.now().isoformat(),
+            "specVersion": "1.0",
+            "source": "/systems/1",
+            "data": {"applianceId": "a-1"},
+        }
+    ).encode()
+
+
+def send(hub: HubProcesses, source, body: bytes) -> httpx.Response:
+    secret = source.secrets.first().value
+    signed = get_provider("gridx").sign(body, secret, source, timezone.now())
+    return httpx.post(
+        f"{hub.receive_url}/{source.slug}/",
+        content=body,
+        headers={**signed.headers, "content-type": "application/json"},
+        timeout=10,
+    )
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def all_delivered(count: int):
+    return lambda: Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() >= count
+
+
+def test_worker_killed_mid_delivery_completes_later(hub):
+    with TestReceiver() as receiver:
+        # The first request hangs: the worker is killed while it waits for the answer.
+        receiver.answers = [Answer(delay=30)]
+        source = source_with_secret("gridx")
+        SubscriptionFactory(url=receiver.url, timeout_seconds=20)
+        hub.start_web()
+        hub.start_worker()
+        assert send(hub, source, gridx_body()).status_code == 200
+        receiver.wait_for(1, timeout=30)
+        assert Delivery.objects.get().status == DeliveryStatus.SENDING
+        hub.kill_worker()
+
+        hub.start_worker()
+        wait_until(all_delivered(1), 60, "the delivery to complete after the restart")
+        requests = receiver.wait_for(2)
+        # At least once: the subscriber saw it twice and can dedupe on webhook-id.
+        assert len({r.headers["webhook-id"] for r in requests}) == 1
+        delivery = Delivery.objects.get()
+        assert [a.status_code for a in delivery.attempts.all()][-1] == 200
+
+
+def test_redis_down_while_events_arrive_then_everything_is_delivered(hub, redis):
+    with TestReceiver() as receiver:
+        source = source_with_secret("gridx")
+        SubscriptionFactory(url=receiver.url)
+        hub.start_web()
+        hub.start_worker()
+        assert send(hub, source, gridx_body()).status_code == 200
+        wait_until(all_delivered(1), 30, "the first delivery")
+
+        redis.stop()
+        answers = [send(hub, source, gridx_body()) for _ in range(20)]
+        assert [a.status_code for a in answers] == [200] * 20
+        assert Event.objects.count() == 21
+
+        redis.start()  # same port: workers, beat and the web processes reconnect by themselves
+        wait_until(all_delivered(21), 90, "every event to be delivered after Redis returned")
+        assert len({r.headers["webhook-id"] for r in receiver.requests}) == 21
+
+
+def test_events_whose_message_was_lost_are_found_by_the_sweep(hub):
+    with TestReceiver() as receiver:
+        SubscriptionFactory(url=receiver.url)
+        # Stored but never announced on the broker, as if the message had been lost.
+        events = [EventFactory() for _ in range(5)]
+        hub.start_worker()
+        wait_until(all_delivered(5), 60, "the sweep to deliver the unannounced events")
+        delivered = {json.loads(r.body)["id"] for r in receiver.wait_for(5)}
+        assert delivered == {e.external_id for e in events}
