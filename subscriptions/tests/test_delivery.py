@@ -258,7 +258,7 @@ def test_sweep_fans_out_events_whose_message_was_lost():
 
 
 def test_sweep_hands_out_deliveries_whose_worker_died(receiver):
-    sub = SubscriptionFactory(url=receiver.url)
+    SubscriptionFactory(url=receiver.url)
     event = EventFactory()
     services.fan_out([event.pk])
     Delivery.objects.update(

@@ -1,0 +1,127 @@
+"""What an operator does to subscriptions: pause, resume, rotate, test, replay.
+
+The admin calls these; the sending itself is the delivery code in services.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+
+import httpx
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from receivers.models import Event, Source
+
+from . import services
+from .models import Delivery, Subscription, generate_signing_secret
+from .targets import TargetRefused, check_target
+from .tasks import replay_deliveries_task
+
+logger = logging.getLogger(__name__)
+
+SIGNING_GRACE_HOURS = 24
+# The admin waits for the answer, so a slow target must not hold the page for long.
+TEST_TIMEOUT_SECONDS = 10
+TEST_EVENT_TYPE = "ping"
+TEST_SOURCE_SLUG = "hub-test"
+REPLAY_CHUNK = 1000
+
+
+def pause(subscriptions: QuerySet[Subscription], reason: str = "Paused by an operator.") -> int:
+    """Stop sending; open deliveries wait. Returns how many were running."""
+    return subscriptions.filter(is_active=True).update(
+        is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:300]
+    )
+
+
+def resume(subscriptions: QuerySet[Subscription]) -> int:
+    """Start sending again, backlog first. Returns how many were stopped."""
+    ids = list(subscriptions.filter(is_active=False).values_list("pk", flat=True))
+    # Without clearing failing_since the sweep would disable a long-failing one again at once.
+    Subscription.objects.filter(pk__in=ids).update(
+        is_active=True,
+        disabled_at=None,
+        disabled_reason="",
+        failing_since=None,
+        backoff_until=None,
+    )
+    services.request_drains(ids)
+    return len(ids)
+
+
+@transaction.atomic
+def rotate_signing_secret(sub: Subscription, grace_hours: int = SIGNING_GRACE_HOURS) -> str:
+    """New signing secret; the old one still signs (as a second signature) during the grace."""
+    locked = Subscription.objects.select_for_update().get(pk=sub.pk)
+    sub.previous_secret = locked.secret
+    sub.previous_secret_expires_at = timezone.now() + timedelta(hours=grace_hours)
+    sub.secret = generate_signing_secret()
+    sub.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at"])
+    return sub.secret
+
+
+def test_request(sub: Subscription, now) -> tuple[bytes, dict[str, str]]:
+    """A signed ping built by the real delivery code, from rows that are never saved."""
+    payload = {
+        "id": f"evt_test_{uuid.uuid4().hex}",
+        "type": TEST_EVENT_TYPE,
+        "time": now.isoformat(),
+        "test": True,
+        "data": {"message": "Test event from the webhook hub.", "subscription": sub.name},
+    }
+    event = Event(
+        source=Source(slug=TEST_SOURCE_SLUG),
+        external_id=payload["id"],
+        type=TEST_EVENT_TYPE,
+        received_at=now,
+        headers={"content-type": "application/json"},
+        raw_body=json.dumps(payload).encode(),
+        payload=payload,
+        is_test=True,
+    )
+    delivery = Delivery(event=event, subscription=sub, webhook_id=services.new_webhook_id())
+    body, headers = services.build_request(delivery, sub, now)
+    headers["x-hub-test"] = "1"
+    return body, headers
+
+
+def send_test_event(sub: Subscription) -> services.Result:
+    """POST a signed ping now and return the answer; nothing is stored."""
+    now = timezone.now()
+    try:
+        check_target(sub.url)
+    except TargetRefused as exc:
+        return services.Result(None, 0, "", f"refused: {exc}")
+    body, headers = test_request(sub, now)
+    timeout = min(sub.timeout_seconds, TEST_TIMEOUT_SECONDS)
+    with httpx.Client(
+        timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+    ) as client:
+        return services.post(client, sub.url, body, headers, now)
+
+
+def queue_replay(delivery_ids: Iterable[int]) -> int:
+    """Hand deliveries to Celery for a replay, in chunks; returns how many were asked for."""
+    ids = list(delivery_ids)
+    for start in range(0, len(ids), REPLAY_CHUNK):
+        try:
+            replay_deliveries_task.apply_async(args=[ids[start : start + REPLAY_CHUNK]], retry=False)
+        except (BrokerError, OSError) as exc:
+            # The database is the source of truth: marking the rest due now lets the sweep
+            # send them once the broker is back.
+            logger.warning("broker unavailable, replaying %d inline: %s", len(ids) - start, exc)
+            services.replay_deliveries(ids[start:])
+            break
+    return len(ids)
+
+
+def replay_failed(**filters) -> int:
+    """Replay the failed deliveries matching `filters` (e.g. event=..., subscription=...)."""
+    return queue_replay(services.failed_delivery_ids(**filters))
