@@ -28,10 +28,7 @@ run: install
 	$(DEV_ENV) $(BIN)/python manage.py migrate --no-input
 	@$(DEV_ENV) $(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/
 	@echo "Receiving on http://$(HOST):$(PORT)/hooks/<source-slug>/  API: http://$(HOST):$(PORT)/api/v1/schema/ui/"
-	@trap 'kill 0' EXIT INT TERM; \
-	$(DEV_ENV) $(BIN)/celery -A hub worker --beat --pool threads --concurrency 8 \
-		--loglevel INFO --schedule $(VENV)/celerybeat-schedule & \
-	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(DEV_ENV) $(BIN)/python scripts/run_dev.py $(HOST):$(PORT) $(VENV)/celerybeat-schedule
 
 test: install
 	$(BIN)/ruff check .
