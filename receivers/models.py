@@ -1,5 +1,6 @@
 """Sources the hub receives from, their secrets, and the stored events."""
 
+import base64
 import secrets as pysecrets
 
 from django.db import models
@@ -69,8 +70,15 @@ class Source(models.Model):
         return self.slug
 
 
-def generate_source_secret() -> str:
-    return "whsec_" + pysecrets.token_urlsafe(32)
+def generate_secret(url_safe: bool = False) -> str:
+    """`whsec_` + standard base64, the form Standard Webhooks libraries load as a key.
+
+    A secret that travels in a URL (Openvolt's `?token=`) uses the URL-safe alphabet instead,
+    so that it can be pasted into a query string as it is.
+    """
+    key = pysecrets.token_bytes(24)
+    encoded = base64.urlsafe_b64encode(key) if url_safe else base64.b64encode(key)
+    return "whsec_" + encoded.decode()
 
 
 class SecretQuerySet(models.QuerySet):

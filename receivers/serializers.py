@@ -1,8 +1,7 @@
-from django.conf import settings
-from django.urls import reverse
 from rest_framework import serializers
 
 from .models import Event, Source
+from .sources import create_source, receive_url, replace_secrets
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -39,7 +38,7 @@ class SourceSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
     def get_receive_url(self, source: Source) -> str:
-        return settings.HUB_PUBLIC_URL + reverse("receive", kwargs={"slug": source.slug})
+        return receive_url(source)
 
     def get_active_secrets(self, source: Source) -> list[str]:
         return [secret.masked for secret in source.secrets.active()]
@@ -52,8 +51,6 @@ class SourceSerializer(serializers.ModelSerializer):
         return attrs
 
     def create(self, validated_data):
-        from .sources import create_source
-
         secrets = validated_data.pop("secrets", None)
         slug = validated_data.pop("slug")
         provider = validated_data.pop("provider")
@@ -62,8 +59,6 @@ class SourceSerializer(serializers.ModelSerializer):
         return source
 
     def update(self, instance, validated_data):
-        from .sources import replace_secrets
-
         secrets = validated_data.pop("secrets", None)
         source = super().update(instance, validated_data)
         if secrets:

@@ -10,7 +10,9 @@ import hashlib
 import ipaddress
 import json
 import logging
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -57,7 +59,14 @@ def ip_allowed(source: Source, remote_addr: str) -> bool:
         address = ipaddress.ip_address(remote_addr)
     except ValueError:
         return False
-    return any(address in ipaddress.ip_network(entry, strict=False) for entry in entries)
+    for entry in entries:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            # An unreadable entry matches nothing: the list still restricts (fails closed).
+            logger.warning("source %s: unreadable allow list entry %r", source.slug, entry)
+    return False
 
 
 def masked_headers(headers: dict[str, str], secret_headers: tuple[str, ...]) -> dict[str, str]:
@@ -87,10 +96,7 @@ def receive(slug: str, incoming: Incoming) -> Outcome:
             return UNAUTHORIZED
 
     try:
-        payload = json.loads(incoming.body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return Outcome(400, {"error": "The body is not valid JSON."})
-    try:
+        payload = load_json(incoming.body)
         parsed = provider.parse(payload, incoming)
     except BadPayload as exc:
         return Outcome(400, {"error": str(exc)})
@@ -114,13 +120,55 @@ def receive(slug: str, incoming: Incoming) -> Outcome:
             event.save(force_insert=True)
     except IntegrityError:
         # The platform retried or delivered twice: store once, count, answer the same.
-        Event.objects.filter(source=source, external_id=event.external_id).update(
+        counted = Event.objects.filter(source=source, external_id=event.external_id).update(
             duplicates=F("duplicates") + 1
         )
+        if not counted:
+            # Another constraint failed: nothing is stored, so nothing may be acknowledged.
+            raise
         return success(provider, None, duplicate=True)
     if not event.is_test:
         announce_stored(event.pk)
     return success(provider, event.pk, duplicate=False)
+
+
+def load_json(body: bytes) -> Any:
+    """The parsed body, refusing what json.loads accepts but the database cannot store."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        # ValueError also covers UnicodeDecodeError and integers with too many digits.
+        raise BadPayload("The body is not valid JSON.")
+    if not storable(payload):
+        raise BadPayload("The body holds NaN, Infinity, NUL characters or unpaired surrogates.")
+    return payload
+
+
+def storable(payload: Any) -> bool:
+    """False for values PostgreSQL's jsonb (and SQLite's JSON check) reject."""
+    pending = [payload]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value or not (value.isascii() or is_utf8(value)):
+                return False
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return False
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def success(provider, event_id: int | None, duplicate: bool) -> Outcome:

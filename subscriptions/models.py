@@ -1,17 +1,14 @@
 """Who gets which events, and the record of every delivery and attempt."""
 
-import base64
 import fnmatch
-import secrets as pysecrets
 
 from django.db import models
 from django.utils import timezone
 
-from receivers.models import Event, Source, mask
+from receivers.models import Event, Source, generate_secret, mask
 
-
-def generate_signing_secret() -> str:
-    return "whsec_" + base64.b64encode(pysecrets.token_bytes(24)).decode()
+# The name the migrations refer to.
+generate_signing_secret = generate_secret
 
 
 class PayloadFormat(models.TextChoices):

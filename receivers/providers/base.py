@@ -81,7 +81,18 @@ class Provider:
     # eDRV wants an empty 200; most platforms accept a small JSON answer.
     empty_success_body: bool = False
 
-    def verify(self, incoming: Incoming, secrets: list[str], source: Source) -> None:
+    def verify(
+        self,
+        incoming: Incoming,
+        secrets: list[str],
+        source: Source,
+        now: datetime | None = None,
+    ) -> None:
+        """Raise VerificationFailed unless the request is authentic under ANY of `secrets`.
+
+        `now` is for providers that sign a timestamp (None: the current time), so tests and
+        tools can check a recorded request without patching the clock.
+        """
         raise NotImplementedError
 
     def parse(self, payload: Any, incoming: Incoming) -> ParsedEvent:
@@ -103,6 +114,32 @@ def matches_any(candidates: Iterable[bytes], expected: Iterable[bytes]) -> bool:
         for digest in expected:
             found |= hmac.compare_digest(candidate, digest)
     return found
+
+
+def secrets_match(given: str, secrets: Iterable[str]) -> bool:
+    """Constant time: a credential sent as-is (token, API key) against every active secret."""
+    return matches_any([given.encode()], [secret.encode() for secret in secrets])
+
+
+def within_tolerance(timestamp: float, now: datetime, tolerance_seconds: int) -> bool:
+    """A signed timestamp (Unix seconds) no further than the tolerance from now, either way."""
+    return abs(now.timestamp() - timestamp) <= tolerance_seconds
+
+
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """(user, password) from a standard `Authorization: Basic base64(user:password)`."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    decoded = decode_base64(token)
+    if decoded is None:
+        return None
+    try:
+        text = decoded.decode()
+    except UnicodeDecodeError:
+        return None
+    user, colon, password = text.partition(":")
+    return (user, password) if colon else None
 
 
 def decode_hex(value: str) -> bytes | None:
@@ -136,9 +173,11 @@ def parse_time(value: Any) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        # Normalised here: a date at the edge of the calendar (year 1 with a positive offset)
+        # overflows in UTC, and must not fail later when the database converts it.
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def require_object(payload: Any) -> dict:

@@ -32,7 +32,9 @@ class GridX(Provider):
     name = "gridx"
     secret_headers = (HEADER,)
 
-    def verify(self, incoming: Incoming, secrets: list[str], source) -> None:
+    def verify(
+        self, incoming: Incoming, secrets: list[str], source, now: datetime | None = None
+    ) -> None:
         header = incoming.headers.get(HEADER)
         if not header:
             raise VerificationFailed(f"missing {HEADER} header")

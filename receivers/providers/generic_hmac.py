@@ -1,0 +1,136 @@
+"""Generic HMAC, for platforms not listed elsewhere: every part of the scheme is per source.
+
+`source.hmac_header` carries the signature, `hmac_algorithm` / `hmac_encoding` / `hmac_prefix`
+describe it, and `hmac_template` the signed content: `{body}` is the raw body and
+`{header:Name}` the value of a request header (for example a timestamp the sender adds).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    Incoming,
+    ParsedEvent,
+    Provider,
+    SignedRequest,
+    VerificationFailed,
+    decode_base64,
+    decode_hex,
+    hmac_digest,
+    matches_any,
+    parse_time,
+    string_field,
+)
+
+if TYPE_CHECKING:
+    from receivers.models import Source
+
+ALGORITHMS = {"sha1", "sha256", "sha512"}
+PLACEHOLDER = re.compile(r"\{body\}|\{header:([^{}]+)\}")
+MAX_SIGNATURES = 5
+ID_FIELDS = ("id", "event_id", "eventId", "uuid")
+TYPE_FIELDS = ("type", "event", "eventType", "event_type")
+TIME_FIELDS = ("timestamp", "time", "created_at", "createdAt", "occurred_at")
+
+
+class GenericHmac(Provider):
+    name = "hmac"
+    # The source's own header is added to the masked ones by the receive service.
+    secret_headers = ()
+
+    def verify(
+        self, incoming: Incoming, secrets: list[str], source, now: datetime | None = None
+    ) -> None:
+        if not source.hmac_header or source.hmac_algorithm not in ALGORITHMS:
+            raise VerificationFailed("the source's HMAC header or algorithm is not configured")
+        header = incoming.headers.get(source.hmac_header)
+        if not header:
+            raise VerificationFailed(f"missing {source.hmac_header} header")
+        # Several comma-separated signatures are accepted: senders that rotate send both.
+        candidates = [
+            digest
+            for part in header.split(",")[:MAX_SIGNATURES]
+            if (digest := decode_signature(part, source)) is not None
+        ]
+        if not candidates:
+            raise VerificationFailed(f"no readable signature in {source.hmac_header}")
+        content = signed_content(source.hmac_template, incoming.body, incoming.headers)
+        expected = [
+            hmac_digest(secret.encode(), content, source.hmac_algorithm) for secret in secrets
+        ]
+        if not matches_any(candidates, expected):
+            raise VerificationFailed("no signature matches an active secret")
+
+    def parse(self, payload: Any, incoming: Incoming) -> ParsedEvent:
+        # Any JSON is stored; without an id the service deduplicates on the body's hash.
+        body = payload if isinstance(payload, dict) else {}
+        return ParsedEvent(
+            external_id=first_field(body, ID_FIELDS),
+            type=first_field(body, TYPE_FIELDS) or "unknown",
+            occurred_at=next(
+                filter(None, (parse_time(body.get(name)) for name in TIME_FIELDS)), None
+            ),
+        )
+
+    def sign(self, body: bytes, secret: str, source, now: datetime) -> SignedRequest:
+        # A header named in the template is given the Unix time of `now`: besides the body,
+        # a timestamp is what such templates sign.
+        headers = {name: str(int(now.timestamp())) for name in template_headers(source)}
+        content = signed_content(source.hmac_template, body, headers)
+        digest = hmac_digest(secret.encode(), content, source.hmac_algorithm)
+        if source.hmac_encoding == "hex":
+            text = digest.hex()
+        else:
+            text = base64.b64encode(digest).decode()
+        return SignedRequest(headers={**headers, source.hmac_header: source.hmac_prefix + text})
+
+
+def decode_signature(part: str, source: Source) -> bytes | None:
+    value = part.strip()
+    prefix = source.hmac_prefix.strip()
+    if prefix:
+        if not value.lower().startswith(prefix.lower()):
+            return None
+        value = value[len(prefix) :].strip()
+    decoded = decode_hex(value) if source.hmac_encoding == "hex" else decode_base64(value)
+    return decoded or None
+
+
+def signed_content(template: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    """The template as bytes; a header it names but the request lacks fails verification."""
+    lower = {name.lower(): value for name, value in headers.items()}
+    parts: list[bytes] = []
+    position = 0
+    for match in PLACEHOLDER.finditer(template):
+        parts.append(template[position : match.start()].encode())
+        name = match.group(1)
+        if name is None:
+            parts.append(body)
+        elif name.strip().lower() in lower:
+            parts.append(header_bytes(lower[name.strip().lower()]))
+        else:
+            raise VerificationFailed(f"the signed template needs the {name} header")
+        position = match.end()
+    parts.append(template[position:].encode())
+    return b"".join(parts)
+
+
+def header_bytes(value: str) -> bytes:
+    # WSGI hands header values over decoded as latin-1: encoding back gives the sent bytes.
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode()
+
+
+def template_headers(source: Source) -> list[str]:
+    return [m.group(1).strip() for m in PLACEHOLDER.finditer(source.hmac_template) if m.group(1)]
+
+
+def first_field(body: dict, names: tuple[str, ...]) -> str | None:
+    return next(filter(None, (string_field(body, name) for name in names)), None)
