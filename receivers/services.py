@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -42,13 +42,16 @@ UNAUTHORIZED = Outcome(401, {"error": "verification failed"})
 
 
 def find_source(slug: str) -> tuple[Source, list[str]] | None:
-    source = Source.objects.filter(slug=slug, is_active=True).first()
-    if source is None:
-        return None
-    secrets = list(
-        SourceSecret.objects.filter(source=source).active().values_list("value", flat=True)
+    """The active source and its active secrets, in one query on the usual path."""
+    rows = list(
+        SourceSecret.objects.filter(source__slug=slug, source__is_active=True)
+        .active()
+        .select_related("source")
     )
-    return source, secrets
+    if rows:
+        return rows[0].source, [row.value for row in rows]
+    source = Source.objects.filter(slug=slug, is_active=True).first()
+    return (source, []) if source else None
 
 
 def ip_allowed(source: Source, remote_addr: str) -> bool:
@@ -114,22 +117,39 @@ def receive(slug: str, incoming: Incoming) -> Outcome:
         is_test=parsed.is_test,
         status=EventStatus.IGNORED if parsed.is_test else EventStatus.PENDING,
     )
-    try:
-        # When the block commits the row is durable, and only then is the answer sent.
-        with transaction.atomic():
-            event.save(force_insert=True)
-    except IntegrityError:
+    event.pk = insert_unless_duplicate(event)
+    if event.pk is None:
         # The platform retried or delivered twice: store once, count, answer the same.
-        counted = Event.objects.filter(source=source, external_id=event.external_id).update(
+        Event.objects.filter(source=source, external_id=event.external_id).update(
             duplicates=F("duplicates") + 1
         )
-        if not counted:
-            # Another constraint failed: nothing is stored, so nothing may be acknowledged.
-            raise
         return success(provider, None, duplicate=True)
     if not event.is_test:
         announce_stored(event.pk)
     return success(provider, event.pk, duplicate=False)
+
+
+def insert_unless_duplicate(event: Event) -> int | None:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None for a duplicate.
+
+    One statement in autocommit: when it returns, the row is durable and the answer may be
+    sent. The unique (source, external_id) constraint decides between concurrent duplicates;
+    any other integrity error still raises, so nothing unstored is ever acknowledged.
+    """
+    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    sql = "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {pk}"
+    statement = sql.format(
+        table=quote(Event._meta.db_table),
+        columns=", ".join(quote(f.column) for f in fields),
+        values=", ".join(["%s"] * len(fields)),
+        pk=quote(Event._meta.pk.column),
+    )
+    params = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def load_json(body: bytes) -> Any:
