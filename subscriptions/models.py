@@ -2,10 +2,13 @@
 
 import fnmatch
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from receivers.models import Event, Source, generate_secret, mask
+
+MAX_TIMEOUT_SECONDS = 60
 
 # The name the migrations refer to.
 generate_signing_secret = generate_secret
@@ -35,7 +38,9 @@ class Subscription(models.Model):
     previous_secret = models.CharField(max_length=200, blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     headers = models.JSONField(default=dict, blank=True, help_text="Static headers to add.")
-    timeout_seconds = models.PositiveIntegerField(default=15)
+    timeout_seconds = models.PositiveIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(MAX_TIMEOUT_SECONDS)]
+    )
     payload_format = models.CharField(
         max_length=20, choices=PayloadFormat.choices, default=PayloadFormat.ORIGINAL
     )

@@ -63,11 +63,6 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("Headers must be an object of strings.")
         return value
 
-    def validate_timeout_seconds(self, value: int) -> int:
-        if not 1 <= value <= 60:
-            raise serializers.ValidationError("Between 1 and 60 seconds.")
-        return value
-
     def validate_secret(self, value: str) -> str:
         if not value.startswith(SECRET_PREFIX) or secret_bytes(value) == value.encode():
             raise serializers.ValidationError("A signing secret looks like whsec_<base64>.")

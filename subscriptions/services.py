@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -29,7 +30,14 @@ from django.utils import timezone
 
 from receivers.models import Event, EventStatus
 
-from .models import OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
+from .models import (
+    MAX_TIMEOUT_SECONDS,
+    OPEN_STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+)
 from .payloads import render
 from .signing import signature_headers
 from .targets import TargetRefused, check_target
@@ -136,10 +144,12 @@ class Result:
 
 
 def claim_subscription(subscription_id: int, now: datetime) -> Subscription | None:
-    sub = Subscription.objects.filter(pk=subscription_id).only("timeout_seconds").first()
-    if sub is None:
-        return None
-    lease = now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
+    """One UPDATE decides who drains; most refused drains cost nothing more than that.
+
+    The lease covers the longest allowed timeout here; claim_due renews it per batch with
+    the subscription's own timeout.
+    """
+    lease = now + timedelta(seconds=MAX_TIMEOUT_SECONDS + settings.HUB_LEASE_MARGIN_SECONDS)
     claimed = (
         Subscription.objects.filter(pk=subscription_id, is_active=True)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
@@ -207,10 +217,37 @@ def retry_after_seconds(value: str | None, now: datetime) -> int | None:
     return max(1, min(seconds, MAX_RETRY_AFTER))
 
 
-def post(client: httpx.Client, url: str, body: bytes, headers: dict, now: datetime) -> Result:
+_local = threading.local()
+
+
+def http_client() -> httpx.Client:
+    """One client per worker thread, kept for its life: building one loads the CA bundle
+    (milliseconds of CPU), and keeping it keeps the connections to subscribers alive."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = httpx.Client(
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        _local.client = client
+    return client
+
+
+def post(
+    client: httpx.Client,
+    url: str,
+    body: bytes,
+    headers: dict,
+    now: datetime,
+    timeout: float | None = None,
+) -> Result:
     started = time.perf_counter()
     try:
-        response = client.post(url, content=body, headers=headers)
+        if timeout is None:
+            response = client.post(url, content=body, headers=headers)
+        else:
+            response = client.post(url, content=body, headers=headers, timeout=timeout)
     except httpx.TimeoutException:
         return Result(None, elapsed_ms(started), "", "timed out")
     except httpx.HTTPError as exc:
@@ -346,7 +383,7 @@ def send_batch(client: httpx.Client, sub: Subscription, batch: list[Delivery]) -
     for index, delivery in enumerate(batch):
         now = timezone.now()
         body, headers = build_request(delivery, sub, now)
-        result = post(client, sub.url, body, headers, now)
+        result = post(client, sub.url, body, headers, now, timeout=sub.timeout_seconds)
         attempts.append(apply_result(delivery, result, now))
         done.append(delivery)
         if result.network_failure or result.status_code == 410:
@@ -366,22 +403,18 @@ def drain_subscription(subscription_id: int, max_seconds: float = DRAIN_SECONDS)
     if sub is None:
         return 0
     started, sent, more = time.monotonic(), 0, False
+    client = http_client()
     try:
-        with httpx.Client(
-            timeout=httpx.Timeout(sub.timeout_seconds),
-            follow_redirects=False,
-            trust_env=False,
-        ) as client:
-            while True:
-                batch = claim_due(sub, timezone.now())
-                if not batch:
-                    break
-                sent += len(batch)
-                if not send_batch(client, sub, batch):
-                    break
-                if time.monotonic() - started > max_seconds:
-                    more = True
-                    break
+        while True:
+            batch = claim_due(sub, timezone.now())
+            if not batch:
+                break
+            sent += len(batch)
+            if not send_batch(client, sub, batch):
+                break
+            if time.monotonic() - started > max_seconds:
+                more = True
+                break
     finally:
         release_subscription(subscription_id)
     if more or has_due(subscription_id):

@@ -129,11 +129,8 @@ def test_transient_answers_are_retried_later(receiver, code):
     deliver(EventFactory(), sub)
     delivery = Delivery.objects.get()
     assert delivery.status == DeliveryStatus.RETRYING
-    assert (
-        4
-        <= (delivery.next_attempt_at + timedelta(seconds=0.6) - timezone.now()).total_seconds()
-        <= 6
-    )
+    # 5 s ± 10% jitter, measured a moment after it was scheduled.
+    assert 3.5 <= (delivery.next_attempt_at - timezone.now()).total_seconds() <= 5.5
     delivery.next_attempt_at = timezone.now()
     delivery.save()
     services.drain_subscription(sub.pk)
