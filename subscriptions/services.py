@@ -103,8 +103,25 @@ def fan_out(event_ids: Iterable[int]) -> int:
         Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
         Event.objects.filter(pk__in=relayed).update(status=EventStatus.DISPATCHED)
         Event.objects.filter(pk__in=ignored).update(status=EventStatus.IGNORED)
-        transaction.on_commit(lambda: request_drains(targets))
+        transaction.on_commit(lambda: wake(targets))
     return len(deliveries)
+
+
+def wake(subscription_ids: Iterable[int]) -> None:
+    """Request drains for the subscriptions that no drainer holds right now.
+
+    Read after the deliveries were committed, this is race-free: a drainer that still holds
+    its lease checks for due deliveries after releasing it, and so sees the new ones.
+    """
+    ids = set(subscription_ids)
+    if not ids:
+        return
+    busy = set(
+        Subscription.objects.filter(pk__in=ids, lease_until__gt=timezone.now()).values_list(
+            "pk", flat=True
+        )
+    )
+    request_drains(ids - busy)
 
 
 def request_drains(subscription_ids: Iterable[int]) -> None:
@@ -469,7 +486,7 @@ def replay_deliveries(delivery_ids: Iterable[int]) -> int:
     subscription_ids = set(
         Delivery.objects.filter(pk__in=ids).values_list("subscription_id", flat=True).distinct()
     )
-    request_drains(subscription_ids)
+    wake(subscription_ids)
     return count
 
 
