@@ -67,7 +67,7 @@ def rotate_signing_secret(sub: Subscription, grace_hours: int = SIGNING_GRACE_HO
     return sub.secret
 
 
-def test_request(sub: Subscription, now) -> tuple[bytes, dict[str, str]]:
+def ping_request(sub: Subscription, now) -> tuple[bytes, dict[str, str]]:
     """A signed ping built by the real delivery code, from rows that are never saved."""
     payload = {
         "id": f"evt_test_{uuid.uuid4().hex}",
@@ -99,7 +99,7 @@ def send_test_event(sub: Subscription) -> services.Result:
         check_target(sub.url)
     except TargetRefused as exc:
         return services.Result(None, 0, "", f"refused: {exc}")
-    body, headers = test_request(sub, now)
+    body, headers = ping_request(sub, now)
     timeout = min(sub.timeout_seconds, TEST_TIMEOUT_SECONDS)
     with httpx.Client(
         timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
@@ -112,7 +112,9 @@ def queue_replay(delivery_ids: Iterable[int]) -> int:
     ids = list(delivery_ids)
     for start in range(0, len(ids), REPLAY_CHUNK):
         try:
-            replay_deliveries_task.apply_async(args=[ids[start : start + REPLAY_CHUNK]], retry=False)
+            replay_deliveries_task.apply_async(
+                args=[ids[start : start + REPLAY_CHUNK]], retry=False
+            )
         except (BrokerError, OSError) as exc:
             # The database is the source of truth: marking the rest due now lets the sweep
             # send them once the broker is back.
@@ -120,8 +122,3 @@ def queue_replay(delivery_ids: Iterable[int]) -> int:
             services.replay_deliveries(ids[start:])
             break
     return len(ids)
-
-
-def replay_failed(**filters) -> int:
-    """Replay the failed deliveries matching `filters` (e.g. event=..., subscription=...)."""
-    return queue_replay(services.failed_delivery_ids(**filters))

@@ -1,0 +1,100 @@
+"""Creating sources and rotating their secrets; what the admin calls."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Provider, Source, SourceSecret, generate_secret
+
+# Providers whose requests carry something a secret can check (a signature, an API key or
+# the generic HMAC). The others document nothing, so only a secret of ours can protect them.
+SIGNED_PROVIDERS = frozenset(
+    {
+        Provider.GRIDX,
+        Provider.JEDLIX,
+        Provider.IDEAVATE,
+        Provider.EDRV,
+        Provider.STANDARD,
+        Provider.HMAC,
+    }
+)
+# Openvolt signs nothing: the hub checks a token in the query string (or a Basic password).
+URL_TOKEN_PROVIDERS = frozenset({Provider.OPENVOLT})
+ROTATION_GRACE_HOURS = 72
+
+
+def add_secret(source: Source, value: str | None = None) -> str:
+    """Give a source one more active secret (generated unless given); returns the plaintext."""
+    if not value:
+        value = generate_secret(url_safe=source.provider in URL_TOKEN_PROVIDERS)
+    return SourceSecret.objects.create(source=source, value=value).value
+
+
+@transaction.atomic
+def create_source(
+    slug: str, provider: str, secrets: list[str] | None = None, **options
+) -> tuple[Source, list[str]]:
+    """Create a source with its secrets: the given ones, or one generated when None.
+
+    The plaintext secrets are returned so the caller can show them once; an empty list
+    creates a source without a secret (which refuses every request unless verify_nothing).
+    """
+    source = Source(slug=slug, provider=provider, **options)
+    source.full_clean()
+    source.save()
+    values = [add_secret(source)] if secrets is None else [add_secret(source, v) for v in secrets]
+    return source, values
+
+
+@transaction.atomic
+def rotate_secret(
+    source: Source, grace_hours: int = ROTATION_GRACE_HOURS, value: str | None = None
+) -> str:
+    """Add a new secret; the active old ones stay valid for `grace_hours`, then expire."""
+    end_active_secrets(source, grace_hours)
+    return add_secret(source, value)
+
+
+@transaction.atomic
+def replace_secrets(source: Source, secrets: list[str], grace_hours: int = 0) -> list[str]:
+    """Make `secrets` the source's secrets; the active old ones end after `grace_hours` (now by
+    default). Returns the new plaintext values."""
+    end_active_secrets(source, grace_hours)
+    return [add_secret(source, value) for value in secrets]
+
+
+def end_active_secrets(source: Source, grace_hours: int) -> None:
+    """The active secrets expire after the grace; one expiring sooner keeps its earlier end."""
+    now = timezone.now()
+    grace_end = now + timedelta(hours=grace_hours)
+    SourceSecret.objects.filter(source=source).active(now).exclude(
+        expires_at__lte=grace_end
+    ).update(expires_at=grace_end)
+
+
+def receive_url(source: Source, secret: str | None = None) -> str:
+    """The URL to give the platform; with the secret for providers that read it from the URL."""
+    # The same form as the CloudEvents `source` of relayed events (payloads.cloudevent).
+    url = f"{settings.HUB_PUBLIC_URL}/hooks/{source.slug}/"
+    if secret and source.provider in URL_TOKEN_PROVIDERS:
+        url += "?" + urlencode({"token": secret})
+    return url
+
+
+def verification_warning(source: Source, active_secrets: int) -> str:
+    """What an operator must know about how this source is protected, or "" when all is well."""
+    if source.verify_nothing:
+        return "Verifies nothing: every request to this URL is accepted."
+    if not active_secrets:
+        return "No active secret: every request is refused until one is added."
+    if source.provider not in SIGNED_PROVIDERS and not source.allowed_ips.strip():
+        return (
+            f"{source.get_provider_display()} signs nothing: only the token in the URL is "
+            "checked, never the body. Add an IP allow list."
+        )
+    return ""

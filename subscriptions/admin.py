@@ -1,0 +1,471 @@
+"""Admin for subscriptions (pause, resume, rotate, test, health) and deliveries (replay).
+
+Every button and action calls a service in operations.py or services.py; replays go to Celery
+and the page answers at once with a count.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
+from django.views.decorators.http import require_POST
+
+from receivers.admin import ScaledListMixin, can_replay, deliveries_text, queue_and_report
+from receivers.models import mask
+
+from . import operations
+from .models import OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
+from .services import Result, failed_delivery_ids
+from .targets import TargetRefused, check_target
+
+BACKLOG_STATUSES = (*OPEN_STATUSES, DeliveryStatus.SENDING)
+EXCERPT_SHOWN = 300
+
+
+def ago(moment) -> str:
+    return f"{timesince(moment)} ago" if moment else "never"
+
+
+# Subscriptions ------------------------------------------------------------------------------
+
+
+class SubscriptionForm(forms.ModelForm):
+    class Meta:
+        model = Subscription
+        fields = [
+            "name",
+            "url",
+            "event_types",
+            "sources",
+            "payload_format",
+            "headers",
+            "timeout_seconds",
+        ]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        if "url" not in self.changed_data:
+            return url
+        try:
+            check_target(url)
+        except TargetRefused as exc:
+            raise forms.ValidationError(str(exc))
+        return url
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
+    list_display = [
+        "name",
+        "url",
+        "state",
+        "last_success",
+        "failures",
+        "backlog",
+        "masked_secret",
+    ]
+    list_filter = ["is_active", "payload_format"]
+    search_fields = ["name", "url"]
+    filter_horizontal = ["sources"]
+    actions = [
+        "pause_selected",
+        "resume_selected",
+        "rotate_signing_secrets",
+        "send_test_events",
+        "replay_failed_deliveries",
+    ]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "url",
+                    "event_types",
+                    "sources",
+                    "payload_format",
+                    "headers",
+                    "timeout_seconds",
+                )
+            },
+        ),
+        ("Signing", {"fields": ("masked_secret", "previous_secret_state")}),
+        (
+            "Health",
+            {
+                "fields": (
+                    "state",
+                    ("last_success_at", "last_failure_at"),
+                    ("consecutive_failures", "failing_since"),
+                    ("disabled_at", "disabled_reason"),
+                    "backoff_until",
+                    "backlog",
+                )
+            },
+        ),
+    ]
+    readonly_fields = [
+        "masked_secret",
+        "previous_secret_state",
+        "state",
+        "last_success_at",
+        "last_failure_at",
+        "consecutive_failures",
+        "failing_since",
+        "disabled_at",
+        "disabled_reason",
+        "backoff_until",
+        "backlog",
+    ]
+
+    def get_queryset(self, request):
+        open_count = (
+            Delivery.objects.filter(subscription=OuterRef("pk"), status__in=BACKLOG_STATUSES)
+            .order_by()
+            .values("subscription")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(open_count=Coalesce(Subquery(open_count), 0))
+
+    def get_fieldsets(self, request, obj=None):
+        # Health first on an existing subscription: it is what an operator comes to see.
+        main, signing, health = self.fieldsets
+        return [main] if obj is None else [health, main, signing]
+
+    def get_changeform_initial_data(self, request):
+        return {"event_types": ["*"], **super().get_changeform_initial_data(request)}
+
+    def has_replay_permission(self, request):
+        return can_replay(request)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            self.message_user(
+                request,
+                format_html(
+                    "Signing secret of {}, shown once, copy it now: <code>{}</code>",
+                    obj.name,
+                    obj.secret,
+                ),
+                messages.WARNING,
+            )
+
+    # Health at a glance
+
+    @admin.display(description="state")
+    def state(self, sub: Subscription) -> str:
+        if not sub.is_active:
+            reason = sub.disabled_reason or "paused"
+            return format_html(
+                '<span class="hub-bad">stopped {}: {}</span>', ago(sub.disabled_at), reason
+            )
+        if sub.consecutive_failures:
+            return format_html(
+                '<span class="hub-warning">failing since {}</span>', ago(sub.failing_since)
+            )
+        return mark_safe('<span class="hub-ok">active</span>')  # noqa: S308
+
+    @admin.display(description="last success", ordering="last_success_at")
+    def last_success(self, sub: Subscription) -> str:
+        return ago(sub.last_success_at)
+
+    @admin.display(description="failures in a row", ordering="consecutive_failures")
+    def failures(self, sub: Subscription) -> int:
+        return sub.consecutive_failures
+
+    @admin.display(description="waiting deliveries")
+    def backlog(self, sub: Subscription) -> int:
+        return getattr(sub, "open_count", 0)
+
+    @admin.display(description="signing secret")
+    def masked_secret(self, sub: Subscription) -> str:
+        return sub.masked_secret
+
+    @admin.display(description="previous secret")
+    def previous_secret_state(self, sub: Subscription) -> str:
+        if not sub.previous_secret or len(sub.signing_secrets()) < 2:
+            return "none"
+        expires = sub.previous_secret_expires_at
+        until = f"until {expires:%Y-%m-%d %H:%M} UTC" if expires else "until it is removed"
+        return f"{mask(sub.previous_secret)} also signs {until}"
+
+    # Operations: the actions on the list and the buttons on the page share these.
+
+    def do_pause(self, request: HttpRequest, queryset) -> None:
+        count = operations.pause(queryset, reason=f"Paused by {request.user} in the admin.")
+        self.message_user(request, f"Paused {count} subscription(s).", messages.SUCCESS)
+
+    def do_resume(self, request: HttpRequest, queryset) -> None:
+        count = operations.resume(queryset)
+        self.message_user(
+            request,
+            f"Resumed {count} subscription(s); waiting deliveries go first.",
+            messages.SUCCESS,
+        )
+
+    def do_rotate(self, request: HttpRequest, sub: Subscription) -> None:
+        hours = operations.SIGNING_GRACE_HOURS
+        secret = operations.rotate_signing_secret(sub, grace_hours=hours)
+        self.log_change(
+            request, sub, f"Rotated the signing secret; the previous one signs for {hours} hours."
+        )
+        self.message_user(
+            request,
+            format_html(
+                "New signing secret of {}, shown once, copy it now: <code>{}</code> "
+                "(the previous one also signs for {} hours)",
+                sub.name,
+                secret,
+                hours,
+            ),
+            messages.WARNING,
+        )
+
+    def do_test(self, request: HttpRequest, sub: Subscription) -> None:
+        result = operations.send_test_event(sub)
+        self.message_user(request, describe_test(sub, result), result_level(result))
+
+    def do_replay_failed(self, request: HttpRequest, sub: Subscription) -> int:
+        count = queue_and_report(request, self, failed_delivery_ids(subscription=sub), failed=True)
+        self.log_change(request, sub, f"Replayed {deliveries_text(count, failed=True)}.")
+        return count
+
+    @admin.action(description="Pause the selected subscriptions", permissions=["change"])
+    def pause_selected(self, request, queryset):
+        self.do_pause(request, queryset)
+
+    @admin.action(description="Resume the selected subscriptions", permissions=["change"])
+    def resume_selected(self, request, queryset):
+        self.do_resume(request, queryset)
+
+    @admin.action(description="Rotate the signing secret", permissions=["change"])
+    def rotate_signing_secrets(self, request, queryset):
+        for sub in queryset:
+            self.do_rotate(request, sub)
+
+    @admin.action(description="Send a test event (ping)", permissions=["change"])
+    def send_test_events(self, request, queryset):
+        for sub in queryset:
+            self.do_test(request, sub)
+
+    @admin.action(description="Replay the failed deliveries", permissions=["replay"])
+    def replay_failed_deliveries(self, request, queryset):
+        for sub in queryset:
+            self.do_replay_failed(request, sub)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/<slug:operation>/run/",
+                self.admin_site.admin_view(require_POST(self.operation_view)),
+                name="subscriptions_subscription_operation",
+            ),
+            *super().get_urls(),
+        ]
+
+    def operation_view(self, request: HttpRequest, object_id: str, operation: str) -> HttpResponse:
+        sub = get_object_or_404(Subscription, pk=object_id)
+        queryset = Subscription.objects.filter(pk=sub.pk)
+        operations_by_name = {
+            "pause": lambda: self.do_pause(request, queryset),
+            "resume": lambda: self.do_resume(request, queryset),
+            "rotate-secret": lambda: self.do_rotate(request, sub),
+            "send-test": lambda: self.do_test(request, sub),
+            "replay-failed": lambda: self.do_replay_failed(request, sub),
+        }
+        if operation not in operations_by_name:
+            raise Http404(f"No operation {operation!r}.")
+        allowed = (
+            can_replay(request)
+            if operation == "replay-failed"
+            else self.has_change_permission(request, sub)
+        )
+        if not allowed:
+            raise PermissionDenied
+        operations_by_name[operation]()
+        return HttpResponseRedirect(
+            reverse("admin:subscriptions_subscription_change", args=[sub.pk])
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        sub = self.get_object(request, object_id)
+        failed = sub.deliveries.filter(status=DeliveryStatus.FAILED).count() if sub else 0
+        extra_context = {
+            **(extra_context or {}),
+            "can_replay": can_replay(request),
+            "failed_count": failed,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def describe_test(sub: Subscription, result: Result) -> str:
+    if result.status_code is None:
+        outcome = f"no answer ({result.error})"
+    else:
+        outcome = f"HTTP {result.status_code} in {result.duration_ms} ms"
+        if result.error:
+            outcome += f" ({result.error})"
+    answer = result.excerpt.strip()
+    if len(answer) > EXCERPT_SHOWN:
+        answer = answer[:EXCERPT_SHOWN] + "…"
+    return f"Test event to {sub.name}: {outcome}." + (f" Answer: {answer}" if answer else "")
+
+
+def result_level(result: Result) -> int:
+    return messages.SUCCESS if result.succeeded else messages.ERROR
+
+
+# Deliveries ---------------------------------------------------------------------------------
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    extra = 0
+    fields = ["started_at", "status_code", "duration_ms", "error", "answer", "is_replay"]
+    readonly_fields = fields
+    ordering = ["started_at", "id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="answer")
+    def answer(self, attempt: Attempt) -> str:
+        text = attempt.response_excerpt
+        if not text:
+            return "-"
+        return format_html(
+            '<details><summary>{}</summary><pre class="hub-json">{}</pre></details>',
+            text[:60] + ("…" if len(text) > 60 else ""),
+            text,
+        )
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ScaledListMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "event_link",
+        "subscription",
+        "status",
+        "attempt_count",
+        "last_status_code",
+        "created_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "subscription"]
+    list_select_related = ["event__source", "subscription"]
+    list_deferred = ("event__raw_body", "event__payload", "event__headers")
+    list_per_page = 50
+    # The primary key follows creation order and every filter's index ends with it.
+    ordering = ["-id"]
+    sortable_by = ["id"]
+    search_fields = ["webhook_id", "event__external_id"]
+    search_help_text = "A webhook id (msg_…) or the event id as the platform sent it."
+    actions = ["replay_selected"]
+    inlines = [AttemptInline]
+    fields = [
+        "event_link",
+        "subscription_link",
+        "status",
+        "webhook_id",
+        ("attempt_count", "last_status_code"),
+        "last_error",
+        ("created_at", "next_attempt_at", "delivered_at"),
+    ]
+    readonly_fields = [
+        "event_link",
+        "subscription_link",
+        "status",
+        "webhook_id",
+        "attempt_count",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_replay_permission(self, request):
+        return can_replay(request)
+
+    def get_search_results(self, request, queryset, search_term):
+        # One indexed lookup, not an OR across a join that no index can serve.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.startswith("msg_"):
+            return queryset.filter(webhook_id=term), False
+        return queryset.filter(event__external_id=term), False
+
+    @admin.display(description="event")
+    def event_link(self, delivery: Delivery) -> str:
+        event = delivery.event
+        return format_html(
+            '<a href="{}">{}</a><br><span class="quiet">{} · {}</span>',
+            reverse("admin:receivers_event_change", args=[event.pk]),
+            event.external_id,
+            event.source.slug,
+            event.type,
+        )
+
+    @admin.display(description="subscription")
+    def subscription_link(self, delivery: Delivery) -> str:
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:subscriptions_subscription_change", args=[delivery.subscription_id]),
+            delivery.subscription,
+        )
+
+    @admin.action(description="Replay the selected deliveries", permissions=["replay"])
+    def replay_selected(self, request, queryset):
+        queue_and_report(request, self, list(queryset.values_list("pk", flat=True)))
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/replay/",
+                self.admin_site.admin_view(require_POST(self.replay_view)),
+                name="subscriptions_delivery_replay",
+            ),
+            *super().get_urls(),
+        ]
+
+    def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not can_replay(request):
+            raise PermissionDenied
+        delivery = get_object_or_404(Delivery, pk=object_id)
+        queue_and_report(request, self, [delivery.pk])
+        return HttpResponseRedirect(
+            reverse("admin:subscriptions_delivery_change", args=[delivery.pk])
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_replay": can_replay(request)}
+        return super().change_view(request, object_id, form_url, extra_context)

@@ -1,0 +1,113 @@
+"""In a real browser: log in, open a failed delivery, replay it, see the message and the attempt.
+
+Debian's Chromium drives the admin served by pytest-django's live_server; Celery runs eagerly in
+the test settings, so the replay really posts to a local receiver before the page comes back.
+"""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from subscriptions.models import Attempt, DeliveryStatus
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing: run scripts/browser_setup.py"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextmanager
+def chromium_page():
+    """A page in Debian's Chromium. The ORM stays outside this block: inside it Playwright's
+    event loop gives the thread another context, and with it another database connection."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(20_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_replay_a_failed_delivery_in_the_browser(live_server, helpers, receiver):
+    require_chromium()
+    User.objects.create_superuser("operator", password="a-long-password-1")
+    source = helpers.make_source("gridx-prod")
+    event = helpers.make_event(
+        source,
+        payload={"id": "evt-browser-1", "type": "appliance/online", "data": {"power": 7.4}},
+        external_id="evt-browser-1",
+    )
+    subscription = helpers.make_subscription(receiver.url, name="billing")
+    delivery = helpers.make_delivery(event, subscription, DeliveryStatus.FAILED, (500,))
+
+    with chromium_page() as page:
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/subscriptions/delivery/")
+        page.fill("#id_username", "operator")
+        page.fill("#id_password", "a-long-password-1")
+        page.click("input[type=submit]")
+        page.wait_for_url("**/admin/subscriptions/delivery/")
+        page.click("text=Failed")  # the status filter
+        page.wait_for_url("**status__exact=failed**")
+        shot(page, "deliveries-failed")
+
+        page.click(f"#result_list a[href*='/delivery/{delivery.pk}/change/']")
+        page.wait_for_selector("#replay-delivery")
+        assert page.locator("#attempts-group td.field-status_code").count() == 1
+        shot(page, "delivery-before-replay")
+
+        page.click("#replay-delivery")
+        success = page.locator(".messagelist .success")
+        success.wait_for()
+        assert success.inner_text().strip() == "Queued 1 delivery for replay."
+        codes = page.locator("#attempts-group td.field-status_code")
+        assert [codes.nth(i).inner_text().strip() for i in range(codes.count())] == ["500", "200"]
+        replayed = page.locator("#attempts-group td.field-is_replay img")
+        assert replayed.nth(1).get_attribute("alt") == "True"
+        shot(page, "delivery-after-replay")
+
+        # The other pages, for a look at the screenshots.
+        for name, path, ready in (
+            ("events", "/admin/receivers/event/", "#result_list"),
+            ("event-detail", f"/admin/receivers/event/{event.pk}/change/", "#deliveries"),
+            ("dashboard", "/admin/dashboard/", "svg.hub-chart"),
+            ("sources", "/admin/receivers/source/", "#result_list"),
+            ("subscription", f"/admin/subscriptions/subscription/{subscription.pk}/change/", "h1"),
+        ):
+            page.goto(f"{live_server.url}{path}")
+            page.wait_for_selector(ready)
+            shot(page, name)
+
+    statuses = Attempt.objects.filter(delivery=delivery).order_by("pk")
+    assert [(a.status_code, a.is_replay) for a in statuses] == [(500, False), (200, True)]
+    assert len(receiver.requests) == 1
