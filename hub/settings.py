@@ -102,6 +102,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "hub.urls"
+# Secrets are shown once through a message: keep messages server-side, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 WSGI_APPLICATION = "hub.wsgi.application"
 
 TEMPLATES = [

@@ -74,7 +74,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "backlog",
         "masked_secret",
     ]
-    list_filter = ["is_active", "payload_format"]
+    list_filter = ["is_active", "is_paused", "payload_format"]
     search_fields = ["name", "url"]
     filter_horizontal = ["sources"]
     actions = [
@@ -166,10 +166,16 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, sub: Subscription) -> str:
-        if not sub.is_active:
-            reason = sub.disabled_reason or "paused"
+        if sub.is_paused:
             return format_html(
-                '<span class="hub-bad">stopped {}: {}</span>', ago(sub.disabled_at), reason
+                '<span class="hub-warning">paused {} (deliveries wait): {}</span>',
+                ago(sub.disabled_at),
+                sub.disabled_reason,
+            )
+        if not sub.is_active:
+            reason = sub.disabled_reason or "stopped"
+            return format_html(
+                '<span class="hub-bad">disabled {}: {}</span>', ago(sub.disabled_at), reason
             )
         if sub.consecutive_failures:
             return format_html(

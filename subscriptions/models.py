@@ -22,7 +22,13 @@ class PayloadFormat(models.TextChoices):
 class Subscription(models.Model):
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500, help_text="http or https target.")
-    is_active = models.BooleanField(default=True)
+    is_active = models.BooleanField(
+        default=True, help_text="Off: no new deliveries are created (disabled or stopped)."
+    )
+    is_paused = models.BooleanField(
+        default=False,
+        help_text="Paused: deliveries are still created and wait; nothing is sent until resumed.",
+    )
     event_types = models.JSONField(
         default=list,
         blank=True,
@@ -124,6 +130,8 @@ class Delivery(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx"),
             models.Index(fields=["subscription", "status", "id"], name="delivery_sub_status_idx"),
             models.Index(fields=["status", "-created_at"], name="delivery_status_created_idx"),
+            models.Index(fields=["-created_at", "-id"], name="delivery_created_idx"),
+            models.Index(fields=["webhook_id"], name="delivery_webhook_id_idx"),
         ]
 
     def __str__(self) -> str:
@@ -141,6 +149,7 @@ class Attempt(models.Model):
 
     class Meta:
         ordering = ["started_at", "id"]
+        indexes = [models.Index(fields=["started_at"], name="attempt_started_idx")]
 
     def __str__(self) -> str:
         return f"attempt {self.pk} of {self.delivery_id}"

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import httpx
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -35,18 +35,23 @@ REPLAY_CHUNK = 1000
 
 
 def pause(subscriptions: QuerySet[Subscription], reason: str = "Paused by an operator.") -> int:
-    """Stop sending; open deliveries wait. Returns how many were running."""
-    return subscriptions.filter(is_active=True).update(
-        is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:300]
+    """Stop sending; new events still become deliveries and wait for the resume.
+
+    Returns how many were sending."""
+    return subscriptions.filter(is_active=True, is_paused=False).update(
+        is_paused=True, disabled_at=timezone.now(), disabled_reason=reason[:300]
     )
 
 
 def resume(subscriptions: QuerySet[Subscription]) -> int:
-    """Start sending again, backlog first. Returns how many were stopped."""
-    ids = list(subscriptions.filter(is_active=False).values_list("pk", flat=True))
+    """Start sending again (paused or disabled ones), backlog first; returns how many."""
+    ids = list(
+        subscriptions.filter(Q(is_active=False) | Q(is_paused=True)).values_list("pk", flat=True)
+    )
     # Without clearing failing_since the sweep would disable a long-failing one again at once.
     Subscription.objects.filter(pk__in=ids).update(
         is_active=True,
+        is_paused=False,
         disabled_at=None,
         disabled_reason="",
         failing_since=None,

@@ -21,6 +21,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "name",
             "url",
             "is_active",
+            "is_paused",
             "event_types",
             "sources",
             "secret",

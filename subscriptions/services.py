@@ -168,7 +168,7 @@ def claim_subscription(subscription_id: int, now: datetime) -> Subscription | No
     """
     lease = now + timedelta(seconds=MAX_TIMEOUT_SECONDS + settings.HUB_LEASE_MARGIN_SECONDS)
     claimed = (
-        Subscription.objects.filter(pk=subscription_id, is_active=True)
+        Subscription.objects.filter(pk=subscription_id, is_active=True, is_paused=False)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .filter(Q(backoff_until__isnull=True) | Q(backoff_until__lte=now))
         .update(lease_until=lease)
@@ -447,6 +447,7 @@ def has_due(subscription_id: int) -> bool:
             status__in=OPEN_STATUSES,
             next_attempt_at__lte=timezone.now(),
             subscription__is_active=True,
+            subscription__is_paused=False,
         )
         .filter(
             Q(subscription__backoff_until__isnull=True)
@@ -545,7 +546,10 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         counts["disabled"] += 1
     due = set(
         Delivery.objects.filter(
-            status__in=OPEN_STATUSES, next_attempt_at__lte=now, subscription__is_active=True
+            status__in=OPEN_STATUSES,
+            next_attempt_at__lte=now,
+            subscription__is_active=True,
+            subscription__is_paused=False,
         )
         .values_list("subscription_id", flat=True)
         .distinct()

@@ -273,3 +273,19 @@ def test_sweep_disables_a_subscription_failing_for_three_days():
     services.sweep()
     sub.refresh_from_db()
     assert not sub.is_active and "72 hours" in sub.disabled_reason
+
+
+def test_a_paused_subscription_queues_and_sends_on_resume(receiver):
+    from subscriptions import operations
+    from subscriptions.models import Subscription
+
+    sub = SubscriptionFactory(url=receiver.url)
+    operations.pause(Subscription.objects.filter(pk=sub.pk))
+    event = EventFactory()
+    services.fan_out([event.pk])
+    services.drain_subscription(sub.pk)
+    assert receiver.requests == []
+    assert Delivery.objects.get().status == DeliveryStatus.PENDING
+    operations.resume(Subscription.objects.filter(pk=sub.pk))  # eager: drains at once
+    receiver.wait_for(1)
+    assert Delivery.objects.get().status == DeliveryStatus.SUCCEEDED

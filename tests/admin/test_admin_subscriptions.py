@@ -40,11 +40,12 @@ def test_pause_and_resume(helpers, drains):
     assert operations.pause(queryset, reason="Paused by ops.") == 1
     assert operations.pause(queryset) == 0
     sub.refresh_from_db()
-    assert (sub.is_active, sub.disabled_reason) == (False, "Paused by ops.")
+    assert (sub.is_paused, sub.disabled_reason) == (True, "Paused by ops.")
     assert sub.disabled_at is not None
     assert operations.resume(queryset) == 1
     sub.refresh_from_db()
-    assert sub.is_active and sub.disabled_at is None and sub.disabled_reason == ""
+    assert sub.is_active and not sub.is_paused
+    assert sub.disabled_at is None and sub.disabled_reason == ""
     # Otherwise the sweep would disable it again at once, and the backlog would wait.
     assert sub.failing_since is None and sub.backoff_until is None
     assert drains == [sub.pk]
@@ -170,7 +171,7 @@ def test_list_actions(admin_client, helpers, receiver, drains):
         )
 
     assert act("pause_selected") == ["Paused 1 subscription(s)."]
-    assert not Subscription.objects.get().is_active
+    assert Subscription.objects.get().is_paused
     assert "Resumed 1 subscription(s)" in act("resume_selected")[0]
     old = sub.secret
     rotated = act("rotate_signing_secrets")
@@ -221,7 +222,7 @@ def test_page_buttons(admin_client, helpers, receiver, drains):
     assert '"ok": false' in helpers.messages(response)[0]
     admin_client.post(operation_url(sub, "pause"))
     sub.refresh_from_db()
-    assert not sub.is_active and "admin" in sub.disabled_reason
+    assert sub.is_paused and "admin" in sub.disabled_reason
     assert (
         "Resume"
         in admin_client.get(
@@ -230,7 +231,7 @@ def test_page_buttons(admin_client, helpers, receiver, drains):
     )
     admin_client.post(operation_url(sub, "resume"))
     sub.refresh_from_db()
-    assert sub.is_active
+    assert sub.is_active and not sub.is_paused
     old = sub.secret
     response = admin_client.post(operation_url(sub, "rotate-secret"), follow=True)
     sub.refresh_from_db()
