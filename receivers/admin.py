@@ -45,6 +45,22 @@ def can_replay(request: HttpRequest) -> bool:
     return request.user.has_perm(REPLAY_PERMISSION)
 
 
+class HistoryAdminMixin:
+    """Event history and deliveries are records: read-only, with the replay permission."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_replay_permission(self, request):
+        return can_replay(request)
+
+
 def deliveries_text(count: int, failed: bool = False) -> str:
     noun = "delivery" if count == 1 else "deliveries"
     return f"{count} {'failed ' if failed else ''}{noun}"
@@ -404,7 +420,7 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ScaledListMixin, admin.ModelAdmin):
+class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
     list_display = [
         "received_at",
         "source",
@@ -458,18 +474,6 @@ class EventAdmin(ScaledListMixin, admin.ModelAdmin):
         "pretty_payload",
         "header_table",
     ]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_replay_permission(self, request):
-        return can_replay(request)
 
     @admin.display(description="body")
     def body_size(self, event: Event) -> str:

@@ -19,7 +19,13 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from receivers.admin import ScaledListMixin, can_replay, deliveries_text, queue_and_report
+from receivers.admin import (
+    HistoryAdminMixin,
+    ScaledListMixin,
+    can_replay,
+    deliveries_text,
+    queue_and_report,
+)
 from receivers.models import mask
 
 from . import operations
@@ -365,7 +371,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ScaledListMixin, admin.ModelAdmin):
+class DeliveryAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "event_link",
@@ -408,18 +414,6 @@ class DeliveryAdmin(ScaledListMixin, admin.ModelAdmin):
         "next_attempt_at",
         "delivered_at",
     ]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_replay_permission(self, request):
-        return can_replay(request)
 
     def get_search_results(self, request, queryset, search_term):
         # One indexed lookup, not an OR across a join that no index can serve.

@@ -180,6 +180,25 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
+def read_envelope(
+    payload: Any,
+    label: str,
+    id_path: tuple[str, ...],
+    type_path: tuple[str, ...],
+    time_path: tuple[str, ...],
+) -> ParsedEvent:
+    """The common case: id, type and time at fixed (possibly nested) places in the body."""
+    body = require_object(payload)
+    event_id = string_field(body, *id_path)
+    event_type = string_field(body, *type_path)
+    if event_id is None or event_type is None:
+        raise BadPayload(f'{label} events need "{".".join(id_path)}" and "{".".join(type_path)}".')
+    time_value: Any = body
+    for key in time_path:
+        time_value = time_value.get(key) if isinstance(time_value, dict) else None
+    return ParsedEvent(external_id=event_id, type=event_type, occurred_at=parse_time(time_value))
+
+
 def require_object(payload: Any) -> dict:
     if not isinstance(payload, dict):
         raise BadPayload("The body must be a JSON object.")

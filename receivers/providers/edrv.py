@@ -14,7 +14,6 @@ from typing import Any
 from django.utils import timezone
 
 from .base import (
-    BadPayload,
     Incoming,
     ParsedEvent,
     Provider,
@@ -23,9 +22,7 @@ from .base import (
     decode_hex,
     hmac_digest,
     matches_any,
-    parse_time,
-    require_object,
-    string_field,
+    read_envelope,
     within_tolerance,
 )
 
@@ -86,16 +83,7 @@ class Edrv(Provider):
             raise VerificationFailed("no signature matches an active secret")
 
     def parse(self, payload: Any, incoming: Incoming) -> ParsedEvent:
-        body = require_object(payload)
-        event_id = string_field(body, "_id")
-        event_type = string_field(body, "type")
-        if event_id is None or event_type is None:
-            raise BadPayload('eDRV events need an "_id" and a "type".')
-        return ParsedEvent(
-            external_id=event_id,
-            type=event_type,
-            occurred_at=parse_time(body.get("createdAt")),
-        )
+        return read_envelope(payload, "eDRV", ("_id",), ("type",), ("createdAt",))
 
     def sign(self, body: bytes, secret: str, source, now: datetime) -> SignedRequest:
         timestamp = int(now.timestamp())

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from .base import (
-    BadPayload,
     Incoming,
     ParsedEvent,
     Provider,
@@ -17,9 +16,7 @@ from .base import (
     decode_hex,
     hmac_digest,
     matches_any,
-    parse_time,
-    require_object,
-    string_field,
+    read_envelope,
 )
 
 HEADER = "X-Signature"
@@ -40,16 +37,8 @@ class Ideavate(Provider):
             raise VerificationFailed("the signature matches no active secret")
 
     def parse(self, payload: Any, incoming: Incoming) -> ParsedEvent:
-        body = require_object(payload)
-        event_id = string_field(body, "webhook", "id")
-        trigger = string_field(body, "webhook", "trigger")
-        if event_id is None or trigger is None:
-            raise BadPayload('Ideavate events need "webhook.id" and "webhook.trigger".')
-        webhook = body["webhook"]
-        return ParsedEvent(
-            external_id=event_id,
-            type=trigger,
-            occurred_at=parse_time(webhook.get("date")),
+        return read_envelope(
+            payload, "Ideavate", ("webhook", "id"), ("webhook", "trigger"), ("webhook", "date")
         )
 
     def sign(self, body: bytes, secret: str, source, now: datetime) -> SignedRequest:

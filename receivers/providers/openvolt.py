@@ -9,17 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from .base import (
-    BadPayload,
     Incoming,
     ParsedEvent,
     Provider,
     SignedRequest,
     VerificationFailed,
     basic_credentials,
-    parse_time,
-    require_object,
+    read_envelope,
     secrets_match,
-    string_field,
 )
 
 TOKEN_PARAM = "token"
@@ -48,16 +45,9 @@ class Openvolt(Provider):
             raise VerificationFailed("no credential matches an active secret")
 
     def parse(self, payload: Any, incoming: Incoming) -> ParsedEvent:
-        body = require_object(payload)
         # `event_id` is the event TYPE; `delivery_id` is the unique id.
-        delivery_id = string_field(body, "delivery_id")
-        event_type = string_field(body, "event_id")
-        if delivery_id is None or event_type is None:
-            raise BadPayload('Openvolt events need a "delivery_id" and an "event_id".')
-        return ParsedEvent(
-            external_id=delivery_id,
-            type=event_type,
-            occurred_at=parse_time(body.get("event_timestamp")),
+        return read_envelope(
+            payload, "Openvolt", ("delivery_id",), ("event_id",), ("event_timestamp",)
         )
 
     def sign(self, body: bytes, secret: str, source, now: datetime) -> SignedRequest:
