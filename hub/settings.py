@@ -210,7 +210,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
-        # One INFO line per outbound request would drown everything else.
-        "httpx": {"level": "WARNING"},
+        # Connection-pool chatter would drown everything else.
+        "urllib3": {"level": "WARNING"},
     },
 }

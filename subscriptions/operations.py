@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
-import httpx
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -106,10 +105,7 @@ def send_test_event(sub: Subscription) -> services.Result:
         return services.Result(None, 0, "", f"refused: {exc}")
     body, headers = ping_request(sub, now)
     timeout = min(sub.timeout_seconds, TEST_TIMEOUT_SECONDS)
-    with httpx.Client(
-        timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
-    ) as client:
-        return services.post(client, sub.url, body, headers, now)
+    return services.post(services.http_client(), sub.url, body, headers, now, timeout=timeout)
 
 
 def queue_replay(delivery_ids: Iterable[int]) -> int:
