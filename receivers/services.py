@@ -6,6 +6,7 @@ it (fan-out, relays) starts from the database, so a broker outage never loses an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -42,16 +43,48 @@ UNAUTHORIZED = Outcome(401, {"error": "verification failed"})
 
 
 def find_source(slug: str) -> tuple[Source, list[str]] | None:
-    """The active source and its active secrets, in one query on the usual path."""
-    rows = list(
-        SourceSecret.objects.filter(source__slug=slug, source__is_active=True)
-        .active()
-        .select_related("source")
+    """The active source and its active secrets, in one plain query.
+
+    This runs for every request, and the ORM's query building and instance construction
+    took about half of the receive path's CPU; a fixed statement takes a fraction of that.
+    """
+    statement, fields = source_statement()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [timezone.now(), slug])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    width = len(fields)
+    source = Source.from_db(connection.alias, [f.attname for f in fields], rows[0][:width])
+    return source, [row[width] for row in rows if row[width] is not None]
+
+
+SOURCE_SQL = (
+    "SELECT {columns}, k.{value} FROM {sources} s"
+    " LEFT JOIN {secrets} k ON k.{source_id} = s.{pk}"
+    " AND (k.{expires} IS NULL OR k.{expires} > %s)"
+    " WHERE s.{slug} = %s AND s.{active} ORDER BY k.{pk}"
+)
+
+
+@functools.cache
+def source_statement() -> tuple[str, list]:
+    """Identifiers come from the models and are quoted; every value is a parameter."""
+    quote = connection.ops.quote_name
+    fields = list(Source._meta.concrete_fields)
+    secret = SourceSecret._meta
+    statement = SOURCE_SQL.format(
+        columns=", ".join(f"s.{quote(f.column)}" for f in fields),
+        value=quote(secret.get_field("value").column),
+        sources=quote(Source._meta.db_table),
+        secrets=quote(secret.db_table),
+        source_id=quote(secret.get_field("source").column),
+        pk=quote("id"),
+        expires=quote(secret.get_field("expires_at").column),
+        slug=quote(Source._meta.get_field("slug").column),
+        active=quote(Source._meta.get_field("is_active").column),
     )
-    if rows:
-        return rows[0].source, [row.value for row in rows]
-    source = Source.objects.filter(slug=slug, is_active=True).first()
-    return (source, []) if source else None
+    return statement, fields
 
 
 def ip_allowed(source: Source, remote_addr: str) -> bool:
