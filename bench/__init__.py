@@ -1,0 +1,1 @@
+"""Benchmarks that compare the hub with baselines in one run (`make bench`)."""

@@ -1,0 +1,433 @@
+"""Part 2: fan-out of received events to three subscribers, the hub against django-webhook.
+
+Both systems run as they would in production, each against its own PostgreSQL database and
+Redis db: gunicorn receives (the same command line as part 1) and a Celery worker sends
+(`--pool threads --concurrency N`, the same for both). The subscribers are one tiny asyncio
+server (bench/target.py) that answers 200 at once and records when each webhook arrived.
+
+- paced: events are POSTed at a fixed rate with the worker running; receive-to-delivered is
+  the time from the receive POST's answer to the webhook's arrival at the subscriber;
+- burst: the events are received first (worker stopped), then the worker starts and drains
+  the backlog: deliveries/s from the first to the last arrival (and the best 1-second window);
+- hang: the same burst with the third subscriber accepting connections and never answering:
+  the two healthy subscribers' throughput, as a share of the burst run's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench import hubdb, procs
+from bench.common import (
+    BENCH,
+    CELERY,
+    DJW_DB,
+    DJW_PROJECT,
+    DJW_REDIS_DB,
+    DJW_VENV,
+    HUB_DB,
+    HUB_REDIS_DB,
+    PYTHON,
+    REPO,
+    SECRET,
+    SOURCE_SLUG,
+    Config,
+    CpuMeter,
+    djw_env,
+    ensure_venv,
+    flush_redis,
+    get_json,
+    hub_env,
+    percentile,
+    pg_sessions,
+    post_signed,
+    queue_length,
+    recreate_database,
+    say,
+    sql,
+    wait_quiet,
+)
+from bench.pool import read_pool, write_pool
+from bench.receive_bench import gunicorn_cmd, run_loadgen
+
+NAMES = ("a", "b", "c")
+
+
+class Target:
+    def __init__(self, cfg: Config):
+        self.port = procs.free_port()
+        self.proc = procs.Proc(
+            "target",
+            [str(PYTHON), str(BENCH / "target.py"), "--port", str(self.port)],
+            env={"PATH": "/usr/bin:/bin"},
+            cwd=REPO,
+            log_dir=cfg.run_dir / "logs",
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        procs.wait_http(self.base + "/_stats", self.proc)
+
+    def urls(self, hang: str | None = None) -> dict[str, str]:
+        return {name: f"{self.base}/{'hang' if name == hang else 'ok'}/{name}" for name in NAMES}
+
+    def reset(self) -> None:
+        get_json(self.base + "/_reset", method="POST")
+
+    def stats(self) -> dict:
+        return get_json(self.base + "/_stats")
+
+    def dump(self) -> list:
+        return get_json(self.base + "/_dump", timeout=120)
+
+    def wait_for(self, expected: int, names: tuple[str, ...], stall: float, limit: float):
+        """Until `expected` arrivals at `names`, no progress for `stall` s, or `limit` s."""
+        started = last_change = time.monotonic()
+        seen = -1
+        while True:
+            counts = self.stats()["counts"]
+            got = sum(counts.get(name, 0) for name in names)
+            now = time.monotonic()
+            if got >= expected:
+                return got, True
+            if got != seen:
+                seen, last_change = got, now
+            if now - last_change > stall or now - started > limit:
+                return got, False
+            time.sleep(0.1)
+
+
+class System:
+    """One webhook sender: its database, its gunicorn, its Celery worker."""
+
+    name = ""
+    database = ""
+    redis_db = 0
+    receive_path = ""
+
+    def __init__(self, cfg: Config, target: Target):
+        self.cfg = cfg
+        self.target = target
+        self.web: procs.Proc | None = None
+        self.worker: procs.Proc | None = None
+
+    def web_cmd(self, port: int) -> tuple[list, dict, Path]:
+        raise NotImplementedError
+
+    def worker_cmd(self) -> tuple[list, dict, Path]:
+        raise NotImplementedError
+
+    def set_targets(self, urls: dict[str, str], timeout: int) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def start_web(self) -> None:
+        port = procs.free_port()
+        cmd, env, cwd = self.web_cmd(port)
+        self.web = procs.Proc(f"{self.name}-gunicorn", cmd, env, cwd, self.cfg.run_dir / "logs")
+        self.web.port = port
+        procs.wait_http(f"http://127.0.0.1:{port}{self.receive_path}", self.web)
+
+    def start_worker(self) -> None:
+        cmd, env, cwd = self.worker_cmd()
+        self.worker = procs.Proc(f"{self.name}-worker", cmd, env, cwd, self.cfg.run_dir / "logs")
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop(grace=5)
+            self.worker = None
+
+    def stop(self) -> None:
+        self.stop_worker()
+        if self.web is not None:
+            self.web.stop(grace=5)
+            self.web = None
+
+    @property
+    def receive_url(self) -> str:
+        return f"http://127.0.0.1:{self.web.port}{self.receive_path}"
+
+    def worker_args(self) -> list[str]:
+        return [
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(self.cfg.concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+
+
+class Hub(System):
+    name = "hub"
+    database = HUB_DB
+    redis_db = HUB_REDIS_DB
+    receive_path = f"/hooks/{SOURCE_SLUG}/"
+
+    def __init__(self, cfg, target, settings: str = "hub.settings"):
+        super().__init__(cfg, target)
+        self.settings = settings
+        if settings != "hub.settings":
+            self.name = f"hub ({settings})"
+
+    def web_cmd(self, port):
+        cmd = gunicorn_cmd("hub.wsgi:application", port, self.cfg.gunicorn)
+        return cmd, hub_env(self.settings), REPO
+
+    def worker_cmd(self):
+        schedule = self.cfg.run_dir / "celerybeat-schedule"
+        cmd = [str(CELERY), "-A", "hub", *self.worker_args(), "--beat", "--schedule", str(schedule)]
+        return cmd, hub_env(self.settings), REPO
+
+    def set_targets(self, urls, timeout):
+        hubdb.set_subscriptions(urls, timeout)
+
+    def clear(self):
+        hubdb.clear_events()
+        flush_redis(self.redis_db)
+
+
+class DjangoWebhook(System):
+    name = "django-webhook"
+    database = DJW_DB
+    redis_db = DJW_REDIS_DB
+    receive_path = "/hooks/gridx/"
+
+    def __init__(self, cfg, target):
+        super().__init__(cfg, target)
+        requirements = (DJW_PROJECT / "requirements.txt").read_text()
+        pins = [
+            line.strip()
+            for line in requirements.splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        self.python = ensure_venv(DJW_VENV, pins, requirements)
+        recreate_database(DJW_DB)
+        self.manage("migrate", "--no-input", "-v0")
+
+    def manage(self, *args: str) -> None:
+        subprocess.run(
+            [str(self.python), "manage.py", *args],
+            cwd=DJW_PROJECT,
+            env=djw_env(),
+            check=True,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def web_cmd(self, port):
+        gunicorn = str(DJW_VENV / "bin" / "gunicorn")
+        cmd = gunicorn_cmd("djw_project.wsgi:application", port, self.cfg.gunicorn, gunicorn)
+        return cmd, djw_env(), DJW_PROJECT
+
+    def worker_cmd(self):
+        celery = str(DJW_VENV / "bin" / "celery")
+        return [celery, "-A", "djw_project", *self.worker_args()], djw_env(), DJW_PROJECT
+
+    def set_targets(self, urls, timeout):
+        # django-webhook has no per-webhook timeout (requests waits forever); noted in output.
+        self.manage("bench_setup", *urls.values())
+
+    def clear(self):
+        sql(
+            DJW_DB,
+            "TRUNCATE intake_event, django_webhook_webhookevent RESTART IDENTITY",
+        )
+        flush_redis(self.redis_db)
+
+
+# Measurements ----------------------------------------------------------------------------
+
+
+def analyse(rows: list, answers: dict[str, float] | None, names: tuple[str, ...]) -> dict:
+    """Throughput (first to last arrival), best 1 s window, latency and duplicates."""
+    rows = [row for row in rows if row[1] in names]
+    times = sorted(row[0] for row in rows)
+    out: dict = {"delivered": len(rows)}
+    if len(times) >= 2 and times[-1] > times[0]:
+        out["seconds"] = times[-1] - times[0]
+        out["deliveries_per_s"] = (len(times) - 1) / (times[-1] - times[0])
+        windows = Counter(int(t - times[0]) for t in times)
+        out["peak_1s"] = max(windows.values())
+    pairs = Counter((row[1], row[2]) for row in rows)
+    out["duplicates"] = sum(n - 1 for n in pairs.values() if n > 1)
+    out["per_subscriber"] = dict(Counter(row[1] for row in rows))
+    if answers is not None:
+        latencies = [(row[0] - answers[row[2]]) * 1000 for row in rows if row[2] in answers]
+        out["latency_ms"] = {
+            "p50": percentile(latencies, 50),
+            "p90": percentile(latencies, 90),
+            "p99": percentile(latencies, 99),
+            "max": max(latencies) if latencies else float("nan"),
+            "count": len(latencies),
+        }
+    return out
+
+
+def warm_up(system: System, pool: list, index: int) -> None:
+    """One event end to end: the worker is consuming and every subscriber is reachable."""
+    system.target.reset()
+    digest, body = pool[index]
+    status = post_signed(system.receive_url, digest, body)
+    if status >= 300:
+        raise RuntimeError(f"{system.name} answered {status} to the warm-up event")
+    got, ok = system.target.wait_for(len(NAMES), NAMES, stall=30, limit=60)
+    if not ok:
+        raise RuntimeError(
+            f"{system.name}: the warm-up event reached {got} of {len(NAMES)} subscribers\n"
+            + (system.worker.tail() if system.worker else "")
+        )
+    system.target.reset()
+
+
+def paced(system: System, pool_path: Path, pool: list, count: int, rate: int) -> dict:
+    say(f"fan-out: {system.name}, {count} events paced at {rate}/s")
+    system.clear()
+    system.start_web()
+    system.start_worker()
+    warm_up(system, pool, len(pool) - 1)
+    meter = CpuMeter({"gunicorn": system.web, "worker": system.worker}, system.database)
+    meter.start()
+    load = run_loadgen(
+        system.web.port, system.receive_path, pool_path, count, rate, record=True, concurrency=32
+    )
+    got, complete = system.target.wait_for(count * 3, NAMES, stall=30, limit=120)
+    cpu = meter.stop()
+    rows = system.target.dump()
+    system.stop()
+    answers = {a[0]: a[1] for a in load.pop("answers") if 200 <= a[2] < 300}
+    result = analyse(rows, answers, NAMES)
+    result.update({"complete": complete, "expected": count * 3, "receive": load, "cpu": cpu})
+    lat = result.get("latency_ms", {})
+    say(
+        f"  delivered {got}/{count * 3}, {result.get('deliveries_per_s', 0):.0f}/s, "
+        f"receive-to-delivered p50 {lat.get('p50', 0):.0f} ms p99 {lat.get('p99', 0):.0f} ms"
+    )
+    return result
+
+
+def burst(system: System, pool_path: Path, start: int, count: int, hang: bool = False) -> dict:
+    label = "with subscriber c hanging" if hang else "backlog"
+    say(f"fan-out: {system.name}, {count} events burst ({label})")
+    system.clear()
+    system.target.reset()
+    system.start_web()
+    load = run_loadgen(
+        system.web.port, system.receive_path, pool_path, count, 0, start=start, concurrency=16
+    )
+    ok = sum(n for code, n in load["statuses"].items() if 200 <= int(code) < 300)
+    if ok < count:
+        say(f"  warning: only {ok} of {count} events were accepted: {load['statuses']}")
+    time.sleep(1)  # the hub's announcer threads publish in the background
+    queued = queue_length(system.redis_db)
+    healthy = ("a", "b") if hang else NAMES
+    meter = CpuMeter({"gunicorn": system.web}, system.database)
+    sessions = pg_sessions(system.database)
+    meter.start()
+    system.start_worker()
+    meter.groups["worker"] = system.worker
+    limit = 60 + count * len(healthy) / 100
+    got, complete = system.target.wait_for(ok * len(healthy), healthy, stall=30, limit=limit)
+    cpu = meter.stop()
+    time.sleep(0.6)  # PostgreSQL's statistics are flushed about every half second
+    sessions = pg_sessions(system.database) - sessions
+    stats = system.target.stats()
+    rows = system.target.dump()
+    system.stop()
+    result = analyse(rows, None, healthy)
+    if not complete and rows:
+        # Gave up: the rate is what arrived over the whole wait, not first-to-last.
+        first = min(row[0] for row in rows if row[1] in healthy)
+        result["deliveries_per_s"] = got / max(1e-6, (time.time() - first))
+    result["healthy_only"] = analyse(rows, None, ("a", "b"))
+    result.update(
+        {
+            "complete": complete,
+            "expected": ok * len(healthy),
+            "events_accepted": ok,
+            "receive": load,
+            "cpu": cpu,
+            "messages_queued_by_receive": queued,
+            "pg_sessions_opened": sessions,
+            "hang_arrivals": stats.get("hang_arrivals", {}),
+        }
+    )
+    say(
+        f"  delivered {got}/{ok * len(healthy)} to {','.join(healthy)}: "
+        f"{result.get('deliveries_per_s', 0):.0f}/s (best second {result.get('peak_1s', 0)})"
+    )
+    return result
+
+
+def run_system(system: System, cfg: Config, tag: str, hang_runs: bool) -> dict:
+    pools_dir = cfg.run_dir / "pools"
+    n = cfg.events
+    pool_path = pools_dir / f"fanout-{tag}.txt"
+    # [paced n][burst n][hang n][experiment n][warm-up spares]
+    write_pool(pool_path, SECRET, 4 * n + 10, f"f{tag}")
+    pool = read_pool(pool_path)
+    out: dict = {}
+    try:
+        out["quiet_wait_load_pct"] = wait_quiet(cfg.quiet_wait)
+        system.set_targets(system.target.urls(), cfg.hang_timeout)
+        out["paced"] = paced(system, pool_path, pool, n, cfg.fanout_rate)
+        out["burst"] = burst(system, pool_path, n, n)
+        if cfg.experiments and isinstance(system, Hub):
+            # The same burst with one suggested setting (bench/settings_reuse.py).
+            tuned = Hub(cfg, system.target, "bench.settings_reuse")
+            out["experiment_db_reuse"] = burst(tuned, pool_path, 3 * n, n)
+        if hang_runs:
+            system.set_targets(system.target.urls(hang="c"), cfg.hang_timeout)
+            out["hang"] = burst(system, pool_path, 2 * n, n, hang=True)
+            out["hang"]["timeout_seconds"] = cfg.hang_timeout
+    finally:
+        system.stop()
+    return out
+
+
+def run(cfg: Config) -> dict:
+    hubdb.migrate_now()
+    target = Target(cfg)
+    result: dict = {"events": cfg.events, "rate": cfg.fanout_rate}
+    try:
+        result["hub"] = run_system(Hub(cfg, target), cfg, "hub", hang_runs=True)
+        if "djw" in cfg.parts:
+            djw = DjangoWebhook(cfg, target)
+            result["django_webhook"] = run_system(djw, cfg, "djw", hang_runs=cfg.djw_hang)
+    finally:
+        target.proc.stop()
+    return result
+
+
+def summarize(data: dict) -> dict:
+    hub = data["hub"]
+    djw = data.get("django_webhook")
+    burst_rate = hub["burst"].get("deliveries_per_s", 0.0)
+    p99 = hub["paced"].get("latency_ms", {}).get("p99")
+    healthy_before = hub["burst"]["healthy_only"].get("deliveries_per_s", 0.0)
+    healthy_hang = hub.get("hang", {}).get("deliveries_per_s")
+    hang_ratio = healthy_hang / healthy_before if healthy_hang and healthy_before else None
+    djw_rate = djw["burst"].get("deliveries_per_s") if djw else None
+    ratio = burst_rate / djw_rate if djw_rate else None
+    return {
+        "hub_burst_deliveries_per_s": burst_rate,
+        "hub_over_django_webhook": ratio,
+        "hub_paced_p99_ms": p99,
+        "hang_ratio": hang_ratio,
+        "targets": {
+            ">= 1000 deliveries/s (burst)": burst_rate >= 1000,
+            ">= 10x django-webhook": None if ratio is None else ratio >= 10,
+            f"p99 receive-to-delivered < 250 ms at {data['rate']} events/s": p99 is not None
+            and p99 < 250
+            and hub["paced"]["complete"],
+            "hanging subscriber costs the others < 10%": None
+            if hang_ratio is None
+            else hang_ratio >= 0.9,
+        },
+    }
