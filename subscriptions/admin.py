@@ -44,18 +44,21 @@ def ago(moment) -> str:
 # Subscriptions ------------------------------------------------------------------------------
 
 
+EDITABLE_FIELDS = (
+    "name",
+    "url",
+    "event_types",
+    "sources",
+    "payload_format",
+    "headers",
+    "timeout_seconds",
+)
+
+
 class SubscriptionForm(forms.ModelForm):
     class Meta:
         model = Subscription
-        fields = [
-            "name",
-            "url",
-            "event_types",
-            "sources",
-            "payload_format",
-            "headers",
-            "timeout_seconds",
-        ]
+        fields = list(EDITABLE_FIELDS)
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
@@ -93,17 +96,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     fieldsets = [
         (
             None,
-            {
-                "fields": (
-                    "name",
-                    "url",
-                    "event_types",
-                    "sources",
-                    "payload_format",
-                    "headers",
-                    "timeout_seconds",
-                )
-            },
+            {"fields": EDITABLE_FIELDS},
         ),
         ("Signing", {"fields": ("masked_secret", "previous_secret_state")}),
         (
