@@ -169,20 +169,30 @@ def insert_unless_duplicate(event: Event) -> int | None:
     sent. The unique (source, external_id) constraint decides between concurrent duplicates;
     any other integrity error still raises, so nothing unstored is ever acknowledged.
     """
-    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    sql = "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {pk}"
-    statement = sql.format(
-        table=quote(Event._meta.db_table),
-        columns=", ".join(quote(f.column) for f in fields),
-        values=", ".join(["%s"] * len(fields)),
-        pk=quote(Event._meta.pk.column),
-    )
+    statement, fields = insert_statement()
     params = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+INSERT_SQL = (
+    "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {pk}"
+)
+
+
+@functools.cache
+def insert_statement() -> tuple[str, list]:
+    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    statement = INSERT_SQL.format(
+        table=quote(Event._meta.db_table),
+        columns=", ".join(quote(f.column) for f in fields),
+        values=", ".join(["%s"] * len(fields)),
+        pk=quote(Event._meta.pk.column),
+    )
+    return statement, fields
 
 
 def load_json(body: bytes) -> Any:
