@@ -414,6 +414,15 @@ def unclaim(deliveries: Iterable[Delivery]) -> None:
         )
 
 
+def renew_claims(sub: Subscription, deliveries: list[Delivery], now: datetime) -> datetime:
+    lease = now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
+    Delivery.objects.filter(
+        pk__in=[d.pk for d in deliveries], status=DeliveryStatus.SENDING
+    ).update(claimed_until=lease)
+    Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+    return lease
+
+
 def send_batch(client: urllib3.PoolManager, sub: Subscription, batch: list[Delivery]) -> bool:
     """Send a claimed batch in order; False when the target looks down (stop draining)."""
     done: list[Delivery] = []
@@ -429,8 +438,13 @@ def send_batch(client: urllib3.PoolManager, sub: Subscription, batch: list[Deliv
             done.append(delivery)
         record(sub, done, attempts)
         return False
+    lease_until = batch[0].claimed_until
     for index, delivery in enumerate(batch):
         now = timezone.now()
+        if lease_until and now + timedelta(seconds=sub.timeout_seconds + 5) > lease_until:
+            # A slow (not dead) subscriber: keep the claims (of the sent ones too: they are
+            # recorded at the end of the batch) so the sweep hands none of them out again.
+            lease_until = renew_claims(sub, batch, now)
         body, headers = build_request(delivery, sub, now)
         result = post(client, sub.url, body, headers, now, timeout=sub.timeout_seconds)
         attempts.append(apply_result(delivery, result, now))

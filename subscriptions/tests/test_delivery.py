@@ -2,6 +2,7 @@
 
 import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.test import override_settings
@@ -289,3 +290,26 @@ def test_a_paused_subscription_queues_and_sends_on_resume(receiver):
     operations.resume(Subscription.objects.filter(pk=sub.pk))  # eager: drains at once
     receiver.wait_for(1)
     assert Delivery.objects.get().status == DeliveryStatus.SUCCEEDED
+
+
+@override_settings(HUB_LEASE_MARGIN_SECONDS=1)
+def test_a_slow_batch_keeps_its_claims(receiver):
+    receiver.default = Answer(delay=0.8)
+    sub = SubscriptionFactory(url=receiver.url, timeout_seconds=2)
+    services.fan_out([EventFactory().pk for _ in range(5)])
+    expired_before_each_send = []
+    real_post = services.post
+
+    def watching_post(*args, **kwargs):
+        expired_before_each_send.append(
+            Delivery.objects.filter(
+                status=DeliveryStatus.SENDING, claimed_until__lt=timezone.now()
+            ).count()
+        )
+        return real_post(*args, **kwargs)
+
+    with mock.patch.object(services, "post", watching_post):
+        services.drain_subscription(sub.pk)
+    # Five answers of 0.8 s outlast the first 3 s claim: it was renewed before running out.
+    assert expired_before_each_send == [0] * 5
+    assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 5
