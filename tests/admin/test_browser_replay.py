@@ -77,7 +77,7 @@ def test_replay_a_failed_delivery_in_the_browser(live_server, helpers, receiver)
         page.fill("#id_password", "a-long-password-1")
         page.click("input[type=submit]")
         page.wait_for_url("**/admin/subscriptions/delivery/")
-        page.click("text=Failed")  # the status filter
+        page.click("#changelist-filter a:text-is('Failed')")  # the status filter
         page.wait_for_url("**status__exact=failed**")
         shot(page, "deliveries-failed")
 
