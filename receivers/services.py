@@ -59,11 +59,12 @@ def find_source(slug: str) -> tuple[Source, list[str]] | None:
     return source, [row[width] for row in rows if row[width] is not None]
 
 
+# The join condition on expires_at is SecretQuerySet.active()'s rule, written out in SQL.
 SOURCE_SQL = (
     "SELECT {columns}, k.{value} FROM {sources} s"
-    " LEFT JOIN {secrets} k ON k.{source_id} = s.{pk}"
+    " LEFT JOIN {secrets} k ON k.{source_id} = s.{source_pk}"
     " AND (k.{expires} IS NULL OR k.{expires} > %s)"
-    " WHERE s.{slug} = %s AND s.{active} ORDER BY k.{pk}"
+    " WHERE s.{slug} = %s AND s.{active} ORDER BY k.{secret_pk}"
 )
 
 
@@ -79,7 +80,8 @@ def source_statement() -> tuple[str, list]:
         sources=quote(Source._meta.db_table),
         secrets=quote(secret.db_table),
         source_id=quote(secret.get_field("source").column),
-        pk=quote("id"),
+        source_pk=quote(Source._meta.pk.column),
+        secret_pk=quote(secret.pk.column),
         expires=quote(secret.get_field("expires_at").column),
         slug=quote(Source._meta.get_field("slug").column),
         active=quote(Source._meta.get_field("is_active").column),

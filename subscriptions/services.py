@@ -25,7 +25,7 @@ from email.utils import parsedate_to_datetime
 import urllib3
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from receivers.models import Event, EventStatus
@@ -180,6 +180,11 @@ def release_subscription(subscription_id: int) -> None:
     Subscription.objects.filter(pk=subscription_id).update(lease_until=None)
 
 
+def lease_for(sub: Subscription, now: datetime) -> datetime:
+    """Until when a drainer may hold this subscription's deliveries without news of it."""
+    return now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
+
+
 def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Delivery]:
     ids = list(
         Delivery.objects.filter(
@@ -190,7 +195,7 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
     )
     if not ids:
         return []
-    lease = now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
+    lease = lease_for(sub, now)
     Delivery.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).update(
         status=DeliveryStatus.SENDING, claimed_until=lease
     )
@@ -374,13 +379,14 @@ def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> 
     if not done:
         return
     now = timezone.now()
+    # One attempt per delivery in a batch: a delivery succeeded exactly when its attempt did.
     successes = [d for d in done if d.status == DeliveryStatus.SUCCEEDED]
-    failures = [a for a in attempts if not (a.status_code and 200 <= a.status_code < 300)]
+    failures = [d for d in done if d.status != DeliveryStatus.SUCCEEDED]
     with transaction.atomic():
         Attempt.objects.bulk_create(attempts)
         save_outcomes(done)
         health: dict = {}
-        if successes and attempts[-1].status_code and 200 <= attempts[-1].status_code < 300:
+        if done[-1].status == DeliveryStatus.SUCCEEDED:
             health = {"last_success_at": now, "failing_since": None, "consecutive_failures": 0}
         elif failures:
             health = {
@@ -415,7 +421,7 @@ def unclaim(deliveries: Iterable[Delivery]) -> None:
 
 
 def renew_claims(sub: Subscription, deliveries: list[Delivery], now: datetime) -> datetime:
-    lease = now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
+    lease = lease_for(sub, now)
     Delivery.objects.filter(
         pk__in=[d.pk for d in deliveries], status=DeliveryStatus.SENDING
     ).update(claimed_until=lease)
@@ -486,15 +492,20 @@ def drain_subscription(subscription_id: int, max_seconds: float = DRAIN_SECONDS)
     return sent
 
 
+def due_deliveries(now: datetime) -> QuerySet[Delivery]:
+    """Deliveries whose next attempt is due, to subscriptions that are neither off nor paused."""
+    return Delivery.objects.filter(
+        status__in=OPEN_STATUSES,
+        next_attempt_at__lte=now,
+        subscription__is_active=True,
+        subscription__is_paused=False,
+    )
+
+
 def has_due(subscription_id: int) -> bool:
     return (
-        Delivery.objects.filter(
-            subscription_id=subscription_id,
-            status__in=OPEN_STATUSES,
-            next_attempt_at__lte=timezone.now(),
-            subscription__is_active=True,
-            subscription__is_paused=False,
-        )
+        due_deliveries(timezone.now())
+        .filter(subscription_id=subscription_id)
         .filter(
             Q(subscription__backoff_until__isnull=True)
             | Q(subscription__backoff_until__lte=timezone.now())
@@ -590,16 +601,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         hours = settings.HUB_DISABLE_AFTER_HOURS
         disable_subscription(sub_id, f"Every delivery failed for more than {hours} hours.")
         counts["disabled"] += 1
-    due = set(
-        Delivery.objects.filter(
-            status__in=OPEN_STATUSES,
-            next_attempt_at__lte=now,
-            subscription__is_active=True,
-            subscription__is_paused=False,
-        )
-        .values_list("subscription_id", flat=True)
-        .distinct()
-    )
+    due = set(due_deliveries(now).values_list("subscription_id", flat=True).distinct())
     counts["drains"] = len(due)
     request_drains(due)
     return counts
