@@ -31,7 +31,7 @@ from subscriptions.models import Delivery, DeliveryStatus
 from subscriptions.services import failed_delivery_ids
 
 from . import sources
-from .models import Event, Source, SourceSecret, mask
+from .models import VERIFICATION_FIELDS, Event, Source, SourceSecret, mask
 from .providers import PROVIDERS
 from .services import masked_headers
 
@@ -198,14 +198,7 @@ class SourceAddForm(forms.ModelForm):
             "provider",
             "description",
             "is_active",
-            "verify_nothing",
-            "allowed_ips",
-            "tolerance_seconds",
-            "hmac_header",
-            "hmac_algorithm",
-            "hmac_encoding",
-            "hmac_prefix",
-            "hmac_template",
+            *VERIFICATION_FIELDS,
         ]
 
 

@@ -29,6 +29,19 @@ class HmacEncoding(models.TextChoices):
     BASE64 = "base64", "base64"
 
 
+# How a source is checked, beyond its provider and secrets: the API and the admin edit these.
+VERIFICATION_FIELDS = (
+    "verify_nothing",
+    "allowed_ips",
+    "tolerance_seconds",
+    "hmac_header",
+    "hmac_algorithm",
+    "hmac_encoding",
+    "hmac_prefix",
+    "hmac_template",
+)
+
+
 class Source(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     provider = models.CharField(max_length=20, choices=Provider.choices)

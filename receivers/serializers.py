@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from .models import Event, Source
+from .models import VERIFICATION_FIELDS, Event, Source
 from .sources import create_source, receive_url, replace_secrets
 
 
@@ -25,14 +25,7 @@ class SourceSerializer(serializers.ModelSerializer):
             "secrets",
             "active_secrets",
             "receive_url",
-            "allowed_ips",
-            "verify_nothing",
-            "tolerance_seconds",
-            "hmac_header",
-            "hmac_algorithm",
-            "hmac_encoding",
-            "hmac_prefix",
-            "hmac_template",
+            *VERIFICATION_FIELDS,
             "created_at",
         ]
         read_only_fields = ["created_at"]

@@ -29,7 +29,7 @@ from receivers.admin import (
 from receivers.models import mask
 
 from . import operations
-from .models import OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
+from .models import HEALTH_FIELDS, OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
 from .services import Result, failed_delivery_ids
 from .targets import TargetRefused, check_target
 
@@ -117,12 +117,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "masked_secret",
         "previous_secret_state",
         "state",
-        "last_success_at",
-        "last_failure_at",
-        "consecutive_failures",
-        "failing_since",
-        "disabled_at",
-        "disabled_reason",
+        *HEALTH_FIELDS,
         "backoff_until",
         "backlog",
     ]

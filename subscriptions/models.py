@@ -87,6 +87,17 @@ class Subscription(models.Model):
         return keys
 
 
+# Kept by the delivery service, never edited by hand (read-only in the API and the admin).
+HEALTH_FIELDS = (
+    "last_success_at",
+    "last_failure_at",
+    "consecutive_failures",
+    "failing_since",
+    "disabled_at",
+    "disabled_reason",
+)
+
+
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENDING = "sending", "Sending"

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from receivers.models import Source
 
-from .models import Attempt, Delivery, Subscription
+from .models import HEALTH_FIELDS, Attempt, Delivery, Subscription
 from .signing import SECRET_PREFIX, secret_bytes
 
 
@@ -30,22 +30,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "timeout_seconds",
             "payload_format",
             "created_at",
-            "last_success_at",
-            "last_failure_at",
-            "consecutive_failures",
-            "failing_since",
-            "disabled_at",
-            "disabled_reason",
+            *HEALTH_FIELDS,
         ]
-        read_only_fields = [
-            "created_at",
-            "last_success_at",
-            "last_failure_at",
-            "consecutive_failures",
-            "failing_since",
-            "disabled_at",
-            "disabled_reason",
-        ]
+        read_only_fields = ["created_at", *HEALTH_FIELDS]
 
     def validate_url(self, value: str) -> str:
         if not value.lower().startswith(("http://", "https://")):
