@@ -140,6 +140,8 @@ HUB_RETENTION_DAYS = env_int("HUB_RETENTION_DAYS", 7, minimum=1)
 HUB_ALLOW_PRIVATE_TARGETS = env_bool("HUB_ALLOW_PRIVATE_TARGETS", False)
 HUB_DISABLE_AFTER_HOURS = env_int("HUB_DISABLE_AFTER_HOURS", 72, minimum=1)
 HUB_SWEEP_SECONDS = env_int("HUB_SWEEP_SECONDS", 5, minimum=1)
+# How long a web process reuses a source and its secrets before reading them again (0: never).
+HUB_SOURCE_CACHE_SECONDS = env_int("HUB_SOURCE_CACHE_SECONDS", 5, minimum=0)
 # How long past its timeout a delivery stays claimed before the sweep hands it out again.
 HUB_LEASE_MARGIN_SECONDS = env_int("HUB_LEASE_MARGIN_SECONDS", 30, minimum=1)
 HUB_PUBLIC_URL = env_str("HUB_PUBLIC_URL", "http://localhost:8000").rstrip("/")

@@ -3,4 +3,9 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+# Imported after Django is set up: the receive endpoint answers before Django's request cycle.
+from receivers.views import FastReceive  # noqa: E402
+
+application = FastReceive(django_application)

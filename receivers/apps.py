@@ -1,6 +1,17 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class ReceiversConfig(AppConfig):
     name = "receivers"
     verbose_name = "Receiving"
+
+    def ready(self) -> None:
+        from .lookup import forget_sources
+        from .models import Source, SourceSecret
+
+        for model in (Source, SourceSecret):
+            post_save.connect(forget_sources, sender=model, dispatch_uid=f"forget-{model.__name__}")
+            post_delete.connect(
+                forget_sources, sender=model, dispatch_uid=f"forget-del-{model.__name__}"
+            )

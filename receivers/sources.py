@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from .lookup import forget_sources
 from .models import Provider, Source, SourceSecret, generate_secret
 
 # Providers whose requests carry something a secret can check (a signature, an API key or
@@ -75,6 +76,7 @@ def end_active_secrets(source: Source, grace_hours: int) -> None:
     SourceSecret.objects.filter(source=source).active(now).exclude(
         expires_at__lte=grace_end
     ).update(expires_at=grace_end)
+    forget_sources()  # update() sends no signal
 
 
 def receive_url(source: Source, secret: str | None = None) -> str:

@@ -1,46 +1,122 @@
-"""The public receive endpoint: a plain Django view, so verification sees the exact raw bytes."""
+"""The public receive endpoint, served two ways with the same logic.
+
+`receive_view` is a plain Django view. `FastReceive` (hub/wsgi.py puts it in front of Django)
+answers the same URLs straight from the WSGI environ: the receive endpoint uses no session,
+user, CSRF token or message, and Django's request cycle and middleware cost a busy hub more
+CPU per request than verifying and storing the event. Both read the exact raw bytes, so
+verification sees what the platform signed.
+"""
+
+from __future__ import annotations
 
 import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.core.handlers.wsgi import LimitedStream
+from django.db import close_old_connections
+from django.http import HttpHeaders, HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
+from hub.middleware import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
+
 from .providers.base import CaseInsensitiveDict, Incoming
-from .services import receive
+from .services import Outcome, receive
+
+logger = logging.getLogger(__name__)
 
 ALLOWED = "POST"
+# The same URLs as receivers/urls.py: /hooks/<slug>/, /hooks/<slug> and /hooks/<slug>/<rest>.
+RECEIVE_PATH = re.compile(r"^/hooks/(?P<slug>[-a-zA-Z0-9_]+)(?:/(?P<rest>.*))?$")
+SERVER_ERROR = b'{"error": "The hub failed to handle this request."}'
 
 
-def json_response(status: int, body: dict | None) -> HttpResponse:
+def handle(method: str, meta: Mapping, read: Callable[[int], bytes], slug: str, rest: str):
+    """Status, JSON body (or None for an empty one) and extra headers for one request.
+
+    `meta` is the WSGI environ (Django's request.META is the same dictionary)."""
+    if method != "POST":
+        return 405, {"error": "Only POST is accepted."}, {"Allow": ALLOWED}
+    limit = settings.HUB_MAX_BODY_BYTES
+    try:
+        declared = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 400, {"error": "Invalid Content-Length."}, {}
+    if declared > limit:
+        return 413, {"error": f"The body is larger than {limit} bytes."}, {}
+    # Read past the limit by one byte so a body without Content-Length is still capped.
+    body = read(limit + 1)
+    if len(body) > limit:
+        return 413, {"error": f"The body is larger than {limit} bytes."}, {}
+    incoming = Incoming(
+        body=body,
+        headers=CaseInsensitiveDict(HttpHeaders(meta).items()),
+        query=QueryDict(meta.get("QUERY_STRING", "")).dict(),
+        path_suffix=rest,
+        remote_addr=meta.get("REMOTE_ADDR", ""),
+    )
+    outcome: Outcome = receive(slug, incoming)
+    return outcome.status, outcome.body, {}
+
+
+def encode(body: dict | None) -> tuple[bytes, str | None]:
     if body is None:
-        return HttpResponse(status=status, content=b"")
-    return HttpResponse(json.dumps(body), status=status, content_type="application/json")
+        return b"", None
+    return json.dumps(body).encode(), "application/json"
 
 
 @csrf_exempt
 def receive_view(request: HttpRequest, slug: str, rest: str = "") -> HttpResponse:
-    if request.method != "POST":
-        response = json_response(405, {"error": "Only POST is accepted."})
-        response["Allow"] = ALLOWED
-        return response
-    limit = settings.HUB_MAX_BODY_BYTES
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return json_response(400, {"error": "Invalid Content-Length."})
-    if declared > limit:
-        return json_response(413, {"error": f"The body is larger than {limit} bytes."})
-    # Read past the limit by one byte so a body without Content-Length is still capped.
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return json_response(413, {"error": f"The body is larger than {limit} bytes."})
-    incoming = Incoming(
-        body=body,
-        headers=CaseInsensitiveDict(request.headers.items()),
-        query=request.GET.dict(),
-        path_suffix=rest,
-        remote_addr=request.META.get("REMOTE_ADDR", ""),
-    )
-    outcome = receive(slug, incoming)
-    return json_response(outcome.status, outcome.body)
+    status, body, headers = handle(request.method, request.META, request.read, slug, rest)
+    content, content_type = encode(body)
+    response = HttpResponse(content, status=status, content_type=content_type)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+class FastReceive:
+    """WSGI middleware: receive requests are answered here, everything else goes to Django."""
+
+    def __init__(self, application: Callable):
+        self.application = application
+
+    def __call__(self, environ: dict, start_response: Callable):
+        match = RECEIVE_PATH.match(environ.get("PATH_INFO", ""))
+        if match is None:
+            return self.application(environ, start_response)
+        try:
+            status, headers, content = self.answer(environ, match["slug"], match["rest"] or "")
+        finally:
+            # What Django does at the end of each request: drop broken or expired connections.
+            close_old_connections()
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [content]
+
+    def answer(self, environ: dict, slug: str, rest: str) -> tuple[int, list, bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        stream = LimitedStream(environ["wsgi.input"], max(length, 0))
+        try:
+            status, body, extra = handle(
+                environ.get("REQUEST_METHOD", ""), environ, stream.read, slug, rest
+            )
+        except Exception as exc:
+            if database_unavailable(exc):
+                return (
+                    503,
+                    [("Content-Type", "application/json"), *UNAVAILABLE_HEADERS],
+                    (UNAVAILABLE_BODY),
+                )
+            logger.exception("receive failed for source %s", slug)
+            return 500, [("Content-Type", "application/json")], SERVER_ERROR
+        content, content_type = encode(body)
+        headers = [("Content-Length", str(len(content))), *extra.items()]
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        return status, headers, content

@@ -107,6 +107,27 @@ def fan_out(event_ids: Iterable[int]) -> int:
     return len(deliveries)
 
 
+FAN_OUT_CHUNK = 500
+
+
+def fan_out_pending() -> int:
+    """Fan out every pending event, oldest first, a chunk per transaction."""
+    made, previous = 0, None
+    while True:
+        ids = list(
+            Event.objects.filter(status=EventStatus.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:FAN_OUT_CHUNK]
+        )
+        if not ids or ids == previous:
+            # None left, or another fan-out holds these rows: it finishes them.
+            return made
+        made += fan_out(ids)
+        if len(ids) < FAN_OUT_CHUNK:
+            return made
+        previous = ids
+
+
 def wake(subscription_ids: Iterable[int]) -> None:
     """Request drains for the subscriptions that no drainer holds right now.
 

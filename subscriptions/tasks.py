@@ -8,9 +8,9 @@ from celery import shared_task
 from . import services
 
 
-@shared_task(name="subscriptions.tasks.fan_out_events", ignore_result=True)
-def fan_out_events(event_ids: list[int]) -> int:
-    return services.fan_out(event_ids)
+@shared_task(name="subscriptions.tasks.fan_out_pending", ignore_result=True)
+def fan_out_pending() -> int:
+    return services.fan_out_pending()
 
 
 @shared_task(name="subscriptions.tasks.drain_subscription", ignore_result=True)

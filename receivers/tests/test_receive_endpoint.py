@@ -215,7 +215,7 @@ def test_openvolt_accepts_only_the_token_or_the_basic_password(client):
 def test_database_outage_is_503_with_retry_after(client):
     source, (secret,) = make_source("gridx")
     with mock.patch(
-        "receivers.services.find_source", side_effect=OperationalError("connection refused")
+        "receivers.lookup.find_source", side_effect=OperationalError("connection refused")
     ):
         response = post_signed(client, source, secret, gridx_body())
     assert response.status_code == 503
