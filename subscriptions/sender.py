@@ -1,0 +1,139 @@
+"""Sending one webhook over a kept-alive HTTP/1.1 connection, one per target and worker thread.
+
+The standard library's http.client, not urllib3: a worker's CPU is what bounds deliveries per
+second, and urllib3's pool manager, URL parsing and header handling cost about as much CPU
+per request as http.client's whole request. What urllib3 added is here: a connection the
+target closed while idle is noticed before it is used, redirects are not followed, and only
+a bounded excerpt of the answer is read.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import select
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+EXCERPT_BYTES = 4096
+# Idle connections kept per worker thread; the oldest is closed beyond this.
+MAX_CONNECTIONS = 50
+# A reused connection that fails with one of these before any answer arrived was most likely
+# closed by the target while idle: the request is sent once more on a new connection.
+STALE_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+@dataclass
+class Answer:
+    status: int
+    content: bytes
+    retry_after: str | None
+
+
+class Timeout(Exception):
+    pass
+
+
+@functools.lru_cache(maxsize=1024)
+def split_target(url: str) -> tuple[str, str, int, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url}")
+    port = parts.port or (443 if scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return scheme, parts.hostname, port, target
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+class Sender:
+    """Not thread-safe: each worker thread has its own (services.http_client)."""
+
+    def __init__(self) -> None:
+        self.connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+
+    def post(self, url: str, body: bytes, headers: dict, timeout: float) -> Answer:
+        """Raises Timeout, or OSError / http.client.HTTPException for other failures."""
+        scheme, host, port, target = split_target(url)
+        key = (scheme, host, port)
+        connection = self.connections.get(key)
+        reused = connection is not None and self.usable(connection)
+        if not reused:
+            self.close(key)
+            if len(self.connections) >= MAX_CONNECTIONS:
+                self.close(next(iter(self.connections)))
+            connection = self.connect(scheme, host, port, timeout)
+            self.connections[key] = connection
+        try:
+            return self.exchange(connection, target, body, headers, timeout)
+        except STALE_ERRORS:
+            self.close(key)
+            if not reused:
+                raise
+            connection = self.connect(scheme, host, port, timeout)
+            self.connections[key] = connection
+            try:
+                return self.exchange(connection, target, body, headers, timeout)
+            except BaseException:
+                self.close(key)
+                raise
+        except BaseException:
+            self.close(key)
+            raise
+
+    def exchange(
+        self, connection: http.client.HTTPConnection, target: str, body, headers, timeout: float
+    ) -> Answer:
+        deadline = time.monotonic() + timeout
+        try:
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+            connection.request("POST", target, body=body, headers=headers)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout()
+            connection.sock.settimeout(remaining)
+            response = connection.getresponse()
+            content = response.read(EXCERPT_BYTES)
+            # Keep the connection only when the whole answer was read; a longer one is dropped.
+            if response.read(1) or response.will_close:
+                connection.close()
+        except TimeoutError as exc:
+            raise Timeout() from exc
+        return Answer(response.status, content, response.getheader("retry-after"))
+
+    @staticmethod
+    def connect(scheme: str, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=tls_context())
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+
+    @staticmethod
+    def usable(connection: http.client.HTTPConnection) -> bool:
+        """An idle kept-alive socket that is readable was closed (or misused) by the target."""
+        sock = connection.sock
+        if sock is None:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):
+            return False
+
+    def close(self, key: tuple[str, str, int]) -> None:
+        connection = self.connections.pop(key, None)
+        if connection is not None:
+            connection.close()
+
+    def close_all(self) -> None:
+        for key in list(self.connections):
+            self.close(key)
