@@ -123,6 +123,14 @@ def insert_with_reconnect(events: Sequence[Event]) -> list[int | None]:
         return insert_events(events)
 
 
+def copied(exc: BaseException) -> BaseException:
+    """A copy to raise in another thread; the original when it cannot be copied."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # noqa: BLE001 - any exception will do, it must reach every request
+        return exc
+
+
 @dataclass(eq=False)
 class Arrival:
     arrived: bool = False
@@ -235,7 +243,7 @@ class GroupCommit:
             # Every waiting request fails with the database's error (a 503), none is told
             # its event was stored. Each gets its own copy: they are raised in other threads.
             for item in batch:
-                item.error = copy.copy(exc)
+                item.error = copied(exc)
         finally:
             for item in batch:
                 item.done = True

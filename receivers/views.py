@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 
 from django.conf import settings
-from django.core.handlers.wsgi import LimitedStream
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest, get_path_info
 from django.db import close_old_connections
 from django.http import HttpHeaders, HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
@@ -29,8 +30,9 @@ from .services import Outcome, receive
 logger = logging.getLogger(__name__)
 
 ALLOWED = "POST"
-# The same URLs as receivers/urls.py: /hooks/<slug>/, /hooks/<slug> and /hooks/<slug>/<rest>.
-RECEIVE_PATH = re.compile(r"^/hooks/(?P<slug>[-a-zA-Z0-9_]+)(?:/(?P<rest>.*))?$")
+# The same URLs as receivers/urls.py: /hooks/<slug>/, /hooks/<slug> and /hooks/<slug>/<rest>,
+# matched whole like Django's (`.` matches no newline).
+RECEIVE_PATH = re.compile(r"/hooks/(?P<slug>[-a-zA-Z0-9_]+)(?:/(?P<rest>.*))?")
 SERVER_ERROR = b'{"error": "The hub failed to handle this request."}'
 
 
@@ -85,7 +87,8 @@ class FastReceive:
         self.application = application
 
     def __call__(self, environ: dict, start_response: Callable):
-        match = RECEIVE_PATH.match(environ.get("PATH_INFO", ""))
+        path = get_path_info(environ)
+        match = RECEIVE_PATH.fullmatch(path) if path.startswith("/hooks/") else None
         if match is None:
             return self.application(environ, start_response)
         try:
@@ -97,15 +100,13 @@ class FastReceive:
         return [content]
 
     def answer(self, environ: dict, slug: str, rest: str) -> tuple[int, list, bytes]:
+        # Django's own request object: the same path decoding, body stream and Host check.
+        request = WSGIRequest(environ)
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        stream = LimitedStream(environ["wsgi.input"], max(length, 0))
-        try:
-            status, body, extra = handle(
-                environ.get("REQUEST_METHOD", ""), environ, stream.read, slug, rest
-            )
+            request.get_host()
+            status, body, extra = handle(request.method, request.META, request.read, slug, rest)
+        except DisallowedHost:
+            status, body, extra = 400, {"error": "Invalid Host header."}, {}
         except Exception as exc:
             if database_unavailable(exc):
                 return (

@@ -222,7 +222,11 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
     Delivery.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).update(
         status=DeliveryStatus.SENDING, claimed_until=lease
     )
-    Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+    if sub.lease_until is None or sub.lease_until < lease:
+        # The subscription's lease must outlast its deliveries' claims; most batches of a
+        # drain fall within the lease that claim_subscription took.
+        Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+        sub.lease_until = lease
     # Only what sending needs: the parsed payload only for CloudEvents, and no admin fields.
     event_fields = ["event__raw_body", "event__headers", "event__type", "event__source__slug"]
     if sub.payload_format == PayloadFormat.CLOUDEVENTS:
@@ -384,6 +388,19 @@ def save_outcomes(done: list[Delivery]) -> None:
         Delivery.objects.filter(pk__in=[d.pk for d in members]).update(**values)
 
 
+# A healthy subscription's last success is rewritten at most this often, not per batch.
+HEALTH_WRITE_SECONDS = 1
+
+
+def still_healthy(sub: Subscription, now: datetime) -> bool:
+    return (
+        sub.failing_since is None
+        and sub.consecutive_failures == 0
+        and sub.last_success_at is not None
+        and now - sub.last_success_at < timedelta(seconds=HEALTH_WRITE_SECONDS)
+    )
+
+
 def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> None:
     """Save a batch's outcome in one transaction, and the subscription's health with it."""
     if not done:
@@ -397,7 +414,12 @@ def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> 
         save_outcomes(done)
         health: dict = {}
         if done[-1].status == DeliveryStatus.SUCCEEDED:
-            health = {"last_success_at": now, "failing_since": None, "consecutive_failures": 0}
+            if not still_healthy(sub, now):
+                health = {
+                    "last_success_at": now,
+                    "failing_since": None,
+                    "consecutive_failures": 0,
+                }
         elif failures:
             health = {
                 "last_failure_at": now,
@@ -436,6 +458,7 @@ def renew_claims(sub: Subscription, deliveries: list[Delivery], now: datetime) -
         pk__in=[d.pk for d in deliveries], status=DeliveryStatus.SENDING
     ).update(claimed_until=lease)
     Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+    sub.lease_until = lease
     return lease
 
 
