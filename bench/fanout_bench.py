@@ -43,7 +43,6 @@ from bench.common import (
     hub_env,
     percentile,
     pg_sessions,
-    post_signed,
     queue_length,
     recreate_database,
     say,
@@ -270,17 +269,31 @@ def analyse(rows: list, answers: dict[str, float] | None, names: tuple[str, ...]
     return out
 
 
-def warm_up(system: System, pool: list, index: int) -> None:
-    """One event end to end: the worker is consuming and every subscriber is reachable."""
+# Enough warm-up events at the paced rate's concurrency to reach every web process and worker
+# thread: their first requests (connections, prepared statements, imports) are not measured.
+WARM_EVENTS = 40
+
+
+def warm_up(system: System, pool_path: Path, start: int) -> None:
+    """Events end to end: the worker is consuming and every subscriber is reachable."""
     system.target.reset()
-    digest, body = pool[index]
-    status = post_signed(system.receive_url, digest, body)
-    if status >= 300:
-        raise RuntimeError(f"{system.name} answered {status} to the warm-up event")
-    got, ok = system.target.wait_for(len(NAMES), NAMES, stall=30, limit=60)
+    load = run_loadgen(
+        system.web.port,
+        system.receive_path,
+        pool_path,
+        WARM_EVENTS,
+        100,
+        start=start,
+        concurrency=32,
+    )
+    accepted = sum(n for code, n in load["statuses"].items() if code.startswith("2"))
+    if accepted < WARM_EVENTS:
+        raise RuntimeError(f"{system.name} refused warm-up events: {load['statuses']}")
+    got, ok = system.target.wait_for(WARM_EVENTS * len(NAMES), NAMES, stall=30, limit=60)
     if not ok:
         raise RuntimeError(
-            f"{system.name}: the warm-up event reached {got} of {len(NAMES)} subscribers\n"
+            f"{system.name}: the warm-up events reached {got} of "
+            f"{WARM_EVENTS * len(NAMES)} deliveries\n"
             + (system.worker.tail() if system.worker else "")
         )
     system.target.reset()
@@ -291,7 +304,7 @@ def paced(system: System, pool_path: Path, pool: list, count: int, rate: int) ->
     system.clear()
     system.start_web()
     system.start_worker()
-    warm_up(system, pool, len(pool) - 1)
+    warm_up(system, pool_path, len(pool) - WARM_EVENTS)
     meter = CpuMeter({"gunicorn": system.web, "worker": system.worker}, system.database)
     meter.start()
     load = run_loadgen(
@@ -369,8 +382,8 @@ def run_system(system: System, cfg: Config, tag: str, hang_runs: bool) -> dict:
     pools_dir = cfg.run_dir / "pools"
     n = cfg.events
     pool_path = pools_dir / f"fanout-{tag}.txt"
-    # [paced n][burst n][hang n][experiment n][warm-up spares]
-    write_pool(pool_path, SECRET, 4 * n + 10, f"f{tag}")
+    # [paced n][burst n][hang n][experiment n][warm-up events]
+    write_pool(pool_path, SECRET, 4 * n + WARM_EVENTS, f"f{tag}")
     pool = read_pool(pool_path)
     out: dict = {}
     try:

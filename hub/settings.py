@@ -140,6 +140,9 @@ HUB_RETENTION_DAYS = env_int("HUB_RETENTION_DAYS", 7, minimum=1)
 HUB_ALLOW_PRIVATE_TARGETS = env_bool("HUB_ALLOW_PRIVATE_TARGETS", False)
 HUB_DISABLE_AFTER_HOURS = env_int("HUB_DISABLE_AFTER_HOURS", 72, minimum=1)
 HUB_SWEEP_SECONDS = env_int("HUB_SWEEP_SECONDS", 5, minimum=1)
+# How long a drain keeps its subscription after running out of work, polling for more
+# (0: it ends at once and the next fan-out starts a new one).
+HUB_DRAIN_IDLE_SECONDS = float(env_int("HUB_DRAIN_IDLE_MS", 500, minimum=0)) / 1000
 # How long a web process reuses a source and its secrets before reading them again (0: never).
 HUB_SOURCE_CACHE_SECONDS = env_int("HUB_SOURCE_CACHE_SECONDS", 5, minimum=0)
 # How long past its timeout a delivery stays claimed before the sweep hands it out again.
@@ -191,8 +194,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's Django fixup otherwise closes each thread's database connection around every task,
 # and a new PostgreSQL session per delivery cost more than the delivery itself.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Messages are acknowledged when a task starts. Fan-out, drain and sweep tasks only point at
+# work whose state is in the database, and the sweep finds it again if a worker dies; a task
+# acknowledged late could also hold its message through a Redis outage, and kombu fails to
+# acknowledge it when Redis returns. Replay requests, which exist only as messages, are the
+# exception: that task acknowledges late (subscriptions/tasks.py).
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 # Threads: delivery is network-bound, and a subscriber that hangs until its timeout holds one
 # thread while the others keep delivering (see README, "Concurrency model").

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("HUB_ALLOW_PRIVATE_TARGETS", "1")
+# Tasks run inline here: a drain waiting for more work would only slow every test down.
+os.environ.setdefault("HUB_DRAIN_IDLE_MS", "0")
 
 from .settings import *  # noqa: E402,F403
 

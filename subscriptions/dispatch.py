@@ -23,7 +23,7 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-FAN_OUT_GAP_SECONDS = 0.025
+FAN_OUT_GAP_SECONDS = 0.05
 GATE_KEY = "hub:fan-out-requested"
 # After a failed request (the broker is down) wait this long; the sweep covers the gap.
 RETRY_SECONDS = 1.0

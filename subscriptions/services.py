@@ -134,11 +134,13 @@ def wake(subscription_ids: Iterable[int]) -> None:
     """Request drains for the subscriptions that no drainer holds right now.
 
     Read after the deliveries were committed, this is race-free: a drainer that still holds
-    its lease checks for due deliveries after releasing it, and so sees the new ones.
+    its lease checks for due deliveries after releasing it, and so sees the new ones. A drain
+    waiting for work in this process is told at once.
     """
     ids = set(subscription_ids)
     if not ids:
         return
+    new_work.announce(ids)
     busy = set(
         Subscription.objects.filter(pk__in=ids, lease_until__gt=timezone.now()).values_list(
             "pk", flat=True
@@ -209,19 +211,23 @@ def lease_for(sub: Subscription, now: datetime) -> datetime:
 
 
 def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Delivery]:
-    ids = list(
+    due = (
         Delivery.objects.filter(
             subscription=sub, status__in=OPEN_STATUSES, next_attempt_at__lte=now
         )
+        # A drain goes on for a while: pausing or disabling stops it at its next batch.
+        .filter(subscription__is_active=True, subscription__is_paused=False)
         .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)[:limit]
+        .values("pk")[:limit]
     )
-    if not ids:
-        return []
     lease = lease_for(sub, now)
-    Delivery.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).update(
+    # One statement picks and claims. Only this drainer holds the subscription, so the rows
+    # claimed with this exact lease are the ones it claimed.
+    claimed = Delivery.objects.filter(pk__in=due, status__in=OPEN_STATUSES).update(
         status=DeliveryStatus.SENDING, claimed_until=lease
     )
+    if not claimed:
+        return []
     if sub.lease_until is None or sub.lease_until < lease:
         # The subscription's lease must outlast its deliveries' claims; most batches of a
         # drain fall within the lease that claim_subscription took.
@@ -233,7 +239,9 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
         event_fields += ["event__payload", "event__external_id", "event__occurred_at"]
         event_fields += ["event__received_at"]
     return list(
-        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING, claimed_until=lease)
+        Delivery.objects.filter(
+            subscription=sub, status=DeliveryStatus.SENDING, claimed_until=lease
+        )
         .select_related("event", "event__source")
         .only(*DELIVERY_FIELDS, "webhook_id", "event_id", "subscription_id", *event_fields)
         .order_by("next_attempt_at", "pk")
@@ -498,26 +506,82 @@ def send_batch(client: Sender, sub: Subscription, batch: list[Delivery]) -> bool
     return healthy
 
 
+# A waiting drain looks in the database this often for deliveries that a fan-out in another
+# process made; those made in its own process wake it at once (NewWork).
+IDLE_POLL_SECONDS = 0.025
+# Drains that may wait for more work at the same time, per worker process: the others end
+# at once, so waiting drains never take every worker thread.
+_waiting = threading.BoundedSemaphore(max(1, settings.CELERY_WORKER_CONCURRENCY // 4))
+
+
+class NewWork:
+    """Fan-outs tell the drains waiting in the same process that their subscription has work."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.generation: dict[int, int] = {}
+
+    def announce(self, subscription_ids: Iterable[int]) -> None:
+        with self.condition:
+            for sub_id in subscription_ids:
+                self.generation[sub_id] = self.generation.get(sub_id, 0) + 1
+            self.condition.notify_all()
+
+    def seen(self, subscription_id: int) -> int:
+        with self.condition:
+            return self.generation.get(subscription_id, 0)
+
+    def wait(self, subscription_id: int, seen: int, timeout: float) -> None:
+        with self.condition:
+            self.condition.wait_for(
+                lambda: self.generation.get(subscription_id, 0) != seen, timeout
+            )
+
+
+new_work = NewWork()
+
+
 def drain_subscription(subscription_id: int, max_seconds: float = DRAIN_SECONDS) -> int:
-    """Deliver everything due for one subscription; returns how many attempts were made."""
+    """Deliver everything due for one subscription; returns how many attempts were made.
+
+    Out of work, the drain keeps the subscription for HUB_DRAIN_IDLE_SECONDS and looks for
+    more every IDLE_POLL_SECONDS: under a steady flow of events it goes on sending, instead
+    of ending and waiting for the next fan-out to start a new drain through the broker.
+    """
     now = timezone.now()
     sub = claim_subscription(subscription_id, now)
     if sub is None:
         return 0
     started, sent, more = time.monotonic(), 0, False
     client = http_client()
+    waiting = False
+    idle_limit = settings.HUB_DRAIN_IDLE_SECONDS
     try:
+        last_work = time.monotonic()
         while True:
-            batch = claim_due(sub, timezone.now())
-            if not batch:
-                break
-            sent += len(batch)
-            if not send_batch(client, sub, batch):
-                break
             if time.monotonic() - started > max_seconds:
                 more = True
                 break
+            seen = new_work.seen(subscription_id)
+            batch = claim_due(sub, timezone.now())
+            sent += len(batch)
+            if batch:
+                if not send_batch(client, sub, batch):
+                    break
+                last_work = time.monotonic()
+                if len(batch) == BATCH:
+                    continue
+            # Everything due was sent; has_due below sees what comes after the drain ends.
+            if idle_limit <= 0 or time.monotonic() - last_work >= idle_limit:
+                break
+            if not waiting:
+                waiting = _waiting.acquire(blocking=False)
+                if not waiting:
+                    break
+            new_work.wait(subscription_id, seen, IDLE_POLL_SECONDS)
     finally:
+        if waiting:
+            _waiting.release()
         release_subscription(subscription_id)
     if more or has_due(subscription_id):
         # Another drain was refused while this one held the lease, or time ran out.

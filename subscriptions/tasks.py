@@ -1,6 +1,7 @@
 """Thin Celery tasks: each claims its work in the database and calls a service.
 
 Losing any of these messages loses nothing: `sweep` finds the same work in the database.
+The replay request is the exception, and is acknowledged late.
 """
 
 from celery import shared_task
@@ -18,7 +19,14 @@ def drain_subscription_task(subscription_id: int) -> int:
     return services.drain_subscription(subscription_id)
 
 
-@shared_task(name="subscriptions.tasks.replay_deliveries", ignore_result=True)
+# A replay request exists only as this message: acknowledged once done, so that a worker that
+# dies first leaves it to another (the other tasks' work is in the database, see settings).
+@shared_task(
+    name="subscriptions.tasks.replay_deliveries",
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
 def replay_deliveries_task(delivery_ids: list[int]) -> int:
     return services.replay_deliveries(delivery_ids)
 

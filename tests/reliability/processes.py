@@ -91,6 +91,8 @@ class HubProcesses:
             "HUB_ALLOW_PRIVATE_TARGETS": "1",
             "HUB_SWEEP_SECONDS": "1",
             "HUB_LEASE_MARGIN_SECONDS": "2",
+            # Drains that wait for more work, as in production (the test settings turn it off).
+            "HUB_DRAIN_IDLE_MS": "500",
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "PYTHONPATH": str(ROOT),
             **(extra_env or {}),
