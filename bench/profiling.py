@@ -135,16 +135,15 @@ def print_profile(title: str, summary: dict) -> None:
 # In-process census ------------------------------------------------------------------------
 
 RECEIVE_KEYS = [
-    ("receive_view (whole view)", "receivers/views.py", "receive_view"),
-    ("find_source", "receivers/services.py", "find_source"),
+    ("handle (whole endpoint)", "receivers/views.py", "handle"),
+    ("cached_source", "receivers/lookup.py", "cached_source"),
     ("provider.verify", "receivers/providers/", "verify"),
     ("JSON parse + checks", "receivers/services.py", "load_json"),
     ("provider.parse", "receivers/providers/", "parse"),
     ("masked_headers", "receivers/services.py", "masked_headers"),
-    ("INSERT (insert_unless_duplicate)", "receivers/services.py", "insert_unless_duplicate"),
-    ("INSERT (Model.save)", "django/db/models/base.py", "save"),
+    ("INSERT (insert_events)", "receivers/group_commit.py", "insert_events"),
     ("announce_stored", "subscriptions/dispatch.py", "announce_stored"),
-    ("all SQL execution (cursor)", "django/db/backends/utils.py", "execute"),
+    ("all SQL execution (cursor)", "psycopg/cursor.py", "execute"),
 ]
 DRAIN_KEYS = [
     ("claim_subscription", "subscriptions/services.py", "claim_subscription"),
@@ -154,7 +153,6 @@ DRAIN_KEYS = [
     ("apply_result", "subscriptions/services.py", "apply_result"),
     ("record (save the batch)", "subscriptions/services.py", "record"),
     ("  of which save_outcomes", "subscriptions/services.py", "save_outcomes"),
-    ("  of which QuerySet.bulk_update", "django/db/models/query.py", "bulk_update"),
     ("  of which QuerySet.bulk_create", "django/db/models/query.py", "bulk_create"),
     ("has_due", "subscriptions/services.py", "has_due"),
     ("all SQL execution (cursor)", "django/db/backends/utils.py", "execute"),

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -93,20 +93,63 @@ def fan_out(event_ids: Iterable[int]) -> int:
         if not events:
             return 0
         subscriptions = active_subscriptions()
-        deliveries, relayed, ignored, targets = [], [], [], set()
+        pairs, relayed, ignored, targets = [], [], [], set()
         for event in events:
             sub_ids = [] if event.is_test else matching(event, subscriptions)
             (relayed if sub_ids else ignored).append(event.pk)
             targets.update(sub_ids)
-            deliveries += [
-                Delivery(event_id=event.pk, subscription_id=sub_id, webhook_id=new_webhook_id())
-                for sub_id in sub_ids
-            ]
-        Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+            pairs += [(event.pk, sub_id) for sub_id in sub_ids]
+        insert_deliveries(pairs)
         Event.objects.filter(pk__in=relayed).update(status=EventStatus.DISPATCHED)
         Event.objects.filter(pk__in=ignored).update(status=EventStatus.IGNORED)
         transaction.on_commit(lambda: wake(targets))
-    return len(deliveries)
+    return len(pairs)
+
+
+# Columns a fan-out sets per delivery; every other column takes its field's default.
+PER_DELIVERY = ("event", "subscription", "webhook_id")
+INSERT_DELIVERIES_SQL = (
+    "INSERT INTO {table} ({columns}) SELECT {values} FROM"
+    " unnest(%s::bigint[], %s::bigint[], %s::text[]) AS new (event_id, subscription_id, webhook_id)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def insert_deliveries(pairs: list[tuple[int, int]]) -> None:
+    """One Delivery per (event id, subscription id), skipping pairs that already have one.
+
+    On PostgreSQL one statement takes the ids as three arrays: building a model instance and
+    preparing a dozen values per delivery (bulk_create) was the largest part of a fan-out.
+    """
+    if not pairs:
+        return
+    webhook_ids = [new_webhook_id() for _ in pairs]
+    if connection.vendor != "postgresql":
+        Delivery.objects.bulk_create(
+            [
+                Delivery(event_id=event_id, subscription_id=sub_id, webhook_id=webhook_id)
+                for (event_id, sub_id), webhook_id in zip(pairs, webhook_ids, strict=True)
+            ],
+            ignore_conflicts=True,
+        )
+        return
+    quote = connection.ops.quote_name
+    fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
+    columns, values, params = [], [], []
+    for field in fields:
+        columns.append(quote(field.column))
+        if field.name in PER_DELIVERY:
+            values.append(f"new.{field.column}")
+        else:
+            values.append("%s")
+            params.append(field.get_db_prep_save(field.get_default(), connection))
+    statement = INSERT_DELIVERIES_SQL.format(
+        table=quote(Delivery._meta.db_table), columns=", ".join(columns), values=", ".join(values)
+    )
+    event_ids = [event_id for event_id, _ in pairs]
+    sub_ids = [sub_id for _, sub_id in pairs]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*params, event_ids, sub_ids, webhook_ids])
 
 
 FAN_OUT_CHUNK = 500
