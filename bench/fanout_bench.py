@@ -304,6 +304,7 @@ def paced(system: System, pool_path: Path, pool: list, count: int, rate: int) ->
     system.clear()
     system.start_web()
     system.start_worker()
+    procs.wait_settled(system.web, system.worker)
     warm_up(system, pool_path, len(pool) - WARM_EVENTS)
     meter = CpuMeter({"gunicorn": system.web, "worker": system.worker}, system.database)
     meter.start()
@@ -331,6 +332,7 @@ def burst(system: System, pool_path: Path, start: int, count: int, hang: bool = 
     system.clear()
     system.target.reset()
     system.start_web()
+    procs.wait_settled(system.web)
     load = run_loadgen(
         system.web.port, system.receive_path, pool_path, count, 0, start=start, concurrency=16
     )

@@ -161,3 +161,20 @@ def machine_cpu_seconds() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
     return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
+def wait_settled(*procs: Proc, idle_pct: float = 10.0, timeout: float = 30.0) -> float:
+    """Wait until these process groups use less than idle_pct of a core over half a second.
+
+    Answering one request proves one gunicorn worker is up; the others may still be importing
+    Django, and that CPU would land in the first measured phase. Returns the seconds waited.
+    """
+    started = time.monotonic()
+    previous = sum(group_cpu_seconds(p.pid) for p in procs)
+    while time.monotonic() - started < timeout:
+        time.sleep(0.5)
+        now = sum(group_cpu_seconds(p.pid) for p in procs)
+        if (now - previous) / 0.5 * 100 < idle_pct:
+            break
+        previous = now
+    return time.monotonic() - started

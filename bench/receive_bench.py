@@ -166,6 +166,7 @@ def measure_config(cfg: Config, wrk: str, args: list[str], tag: str, paced: bool
     pools = make_pools(cfg, tag)
     quiet = wait_quiet(cfg.quiet_wait)
     server = start_hub_gunicorn(cfg, args, "bench.settings", f"gunicorn-receive-{tag}")
+    procs.wait_settled(server)
     base = f"http://127.0.0.1:{server.port}"
     try:
         check_endpoints(server.port, pools["paced"])

@@ -7,5 +7,7 @@ django_application = get_wsgi_application()
 
 # Imported after Django is set up: the receive endpoint answers before Django's request cycle.
 from receivers.views import FastReceive  # noqa: E402
+from subscriptions.dispatch import prepare  # noqa: E402
 
 application = FastReceive(django_application)
+prepare()

@@ -107,6 +107,17 @@ class RedisGate:
         return max(remaining, 1) / 1000
 
 
+def prepare() -> None:
+    """Pay, before serving, what the first announcement would: finalizing the Celery app
+    and loading the broker client took a web process about a second of CPU, and stalled the
+    requests that came with it."""
+    from .tasks import fan_out_pending
+
+    fan_out_pending.app.finalize(auto=True)
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        _ensure_thread()
+
+
 def make_gate() -> LocalGate | RedisGate:
     url = settings.CELERY_BROKER_URL
     if url.startswith(("redis://", "rediss://")):
