@@ -55,6 +55,7 @@ class Config:
     profile: bool
     djw_hang: bool
     experiments: bool = False
+    worker_processes: int = 2
     quiet_wait: int = 20
     keep_db: bool = False
     skip_admin_scale: bool = False

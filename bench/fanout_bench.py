@@ -1,8 +1,9 @@
 """Part 2: fan-out of received events to three subscribers, the hub against django-webhook.
 
 Both systems run as they would in production, each against its own PostgreSQL database and
-Redis db: gunicorn receives (the same command line as part 1) and a Celery worker sends
-(`--pool threads --concurrency N`, the same for both). The subscribers are one tiny asyncio
+Redis db: gunicorn receives (the same command line as part 1) and Celery workers send
+(`--worker-processes` processes, one per core by default, each `--pool threads --concurrency
+N`, the same for both). The subscribers are one tiny asyncio
 server (bench/target.py) that answers 200 at once and records when each webhook arrived.
 
 - paced: events are POSTed at a fixed rate with the worker running; receive-to-delivered is
@@ -15,6 +16,7 @@ server (bench/target.py) that answers 200 at once and records when each webhook 
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from collections import Counter
@@ -114,7 +116,7 @@ class System:
     def web_cmd(self, port: int) -> tuple[list, dict, Path]:
         raise NotImplementedError
 
-    def worker_cmd(self) -> tuple[list, dict, Path]:
+    def worker_cmd(self, beat: bool) -> tuple[list, dict, Path]:
         raise NotImplementedError
 
     def set_targets(self, urls: dict[str, str], timeout: int) -> None:
@@ -131,8 +133,14 @@ class System:
         procs.wait_http(f"http://127.0.0.1:{port}{self.receive_path}", self.web)
 
     def start_worker(self) -> None:
-        cmd, env, cwd = self.worker_cmd()
-        self.worker = procs.Proc(f"{self.name}-worker", cmd, env, cwd, self.cfg.run_dir / "logs")
+        """cfg.worker_processes Celery workers, one process group (measured and stopped as one);
+        only the first runs beat."""
+        commands = []
+        for index in range(self.cfg.worker_processes):
+            cmd, env, cwd = self.worker_cmd(beat=index == 0)
+            commands.append(shlex.join([*cmd, "-n", f"{self.name.split()[0]}{index}@%h"]))
+        shell = ["/bin/sh", "-c", " & ".join(commands) + " & wait"]
+        self.worker = procs.Proc(f"{self.name}-worker", shell, env, cwd, self.cfg.run_dir / "logs")
 
     def stop_worker(self) -> None:
         if self.worker is not None:
@@ -179,9 +187,11 @@ class Hub(System):
         cmd = gunicorn_cmd("hub.wsgi:application", port, self.cfg.gunicorn)
         return cmd, hub_env(self.settings), REPO
 
-    def worker_cmd(self):
+    def worker_cmd(self, beat: bool):
         schedule = self.cfg.run_dir / "celerybeat-schedule"
-        cmd = [str(CELERY), "-A", "hub", *self.worker_args(), "--beat", "--schedule", str(schedule)]
+        cmd = [str(CELERY), "-A", "hub", *self.worker_args()]
+        if beat:
+            cmd += ["--beat", "--schedule", str(schedule)]
         return cmd, hub_env(self.settings), REPO
 
     def set_targets(self, urls, timeout):
@@ -225,7 +235,7 @@ class DjangoWebhook(System):
         cmd = gunicorn_cmd("djw_project.wsgi:application", port, self.cfg.gunicorn, gunicorn)
         return cmd, djw_env(), DJW_PROJECT
 
-    def worker_cmd(self):
+    def worker_cmd(self, beat: bool):
         celery = str(DJW_VENV / "bin" / "celery")
         return [celery, "-A", "djw_project", *self.worker_args()], djw_env(), DJW_PROJECT
 

@@ -77,6 +77,12 @@ def parse_args(argv: list[str]) -> Config:
     parser.add_argument("--no-compare", action="store_true", help="try no other gunicorn settings")
     parser.add_argument("--concurrency", type=int, default=16, help="worker threads (16)")
     parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=2,
+        help="Celery worker processes per system, one per core (2)",
+    )
+    parser.add_argument(
         "--hang-timeout", type=int, default=15, help="the subscriptions' timeout_seconds (15)"
     )
     parser.add_argument("--skip-djwebhook", action="store_true", help="no django-webhook runs")
@@ -128,6 +134,7 @@ def parse_args(argv: list[str]) -> Config:
         rounds=args.rounds or (1 if quick else 2),
         hang_timeout=args.hang_timeout,
         concurrency=args.concurrency,
+        worker_processes=args.worker_processes,
         parts=parts,
         profile=args.profile or args.only == "profile",
         djw_hang=args.djw_hang or not quick,
@@ -217,8 +224,9 @@ def print_receive(cfg: Config, data: dict, summary: dict) -> None:
 
 def print_fanout(cfg: Config, data: dict, summary: dict) -> None:
     print(
-        f"\nPart 2 - fan-out  ({data['events']} events x 3 subscribers; worker --pool threads "
-        f"--concurrency {cfg.concurrency}; paced at {data['rate']} events/s; burst = backlog "
+        f"\nPart 2 - fan-out  ({data['events']} events x 3 subscribers; {cfg.worker_processes} "
+        f"worker process(es) --pool threads --concurrency {cfg.concurrency}; paced at "
+        f"{data['rate']} events/s; burst = backlog "
         f"drained after the worker starts; hang = subscriber c never answers, timeout "
         f"{cfg.hang_timeout} s)"
     )
