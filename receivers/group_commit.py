@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import (
     DEFAULT_DB_ALIAS,
@@ -142,6 +142,9 @@ class Pending:
     done: bool = False
     pk: int | None = None
     error: BaseException | None = None
+    # Set when the event was written (done) or when this request is to write next (lead).
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
 
 
 class GroupCommit:
@@ -183,28 +186,40 @@ class GroupCommit:
                     self.condition.notify_all()
 
     def store(self, event: Event, arrival: Arrival | None = None) -> int | None:
-        """The new event's id, or None for a duplicate; raises what the database raised."""
+        """The new event's id, or None for a duplicate; raises what the database raised.
+
+        Each waiting request is woken once, by its own Event, when its row is written or when
+        it is its turn to write; the condition only wakes a writer that gathers."""
         mine = Pending(event)
         with self.condition:
             if arrival is not None and not arrival.arrived:
                 arrival.arrived = True
                 self.coming -= 1
             self.queue.append(mine)
-            self.condition.notify_all()
-            while not mine.done:
-                if self.writing:
-                    self.condition.wait()
-                    continue
-                self.writing = True
+            if self.writing:
+                self.condition.notify()
+            else:
+                self.writing = mine.lead = True
+        while not mine.done:
+            if not mine.lead:
+                mine.wake.wait()
+                mine.wake.clear()
+                continue
+            with self.condition:
                 self.gather()
                 batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
-                self.condition.release()
-                try:
-                    self.write_batch(batch)
-                finally:
-                    self.condition.acquire()
-                    self.writing = False
-                    self.condition.notify_all()
+            try:
+                self.write_batch(batch)
+            finally:
+                mine.lead = False
+                with self.condition:
+                    if self.queue:
+                        # The next writer is the oldest request still waiting.
+                        successor = self.queue[0]
+                        successor.lead = True
+                        successor.wake.set()
+                    else:
+                        self.writing = False
         if mine.error is not None:
             raise mine.error
         return mine.pk
@@ -247,6 +262,7 @@ class GroupCommit:
         finally:
             for item in batch:
                 item.done = True
+                item.wake.set()
 
 
 writer = GroupCommit()
