@@ -5,8 +5,9 @@ per request cost more than everything else the request did (PostgreSQL's per-sta
 per-commit work, and a database round trip in the web process). So the request threads of a
 process take turns as the writer: the first to arrive writes what is queued, including its own
 event, in one `INSERT … ON CONFLICT DO NOTHING RETURNING`; those arriving meanwhile queue up
-and the next of them writes them all. Nobody waits for a timer: with one request in flight a
-batch is that one event, and each request still returns only after its own row is durable.
+and the next of them writes them all. A writer waits (at most GATHER_SECONDS) only for
+requests of its own process that are already on their way; alone, it writes at once. Each
+request still returns only after its own row is durable.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def execute_prepared(db, statement: str, params: list) -> list[tuple]:
 def insert_with_reconnect(events: Sequence[Event]) -> list[int | None]:
     """A persistent connection that PostgreSQL dropped (a restart, an idle timeout) is
     reconnected once. Repeating the INSERT is safe: rows the first try did commit come back
-    as duplicates, which are acknowledged like new ones."""
+    as duplicates (counted once more), which are acknowledged like new ones."""
     if connection.in_atomic_block:
         # Inside a caller's transaction (tests, scripts): a savepoint keeps it usable after
         # an error, and there is no reconnecting.
