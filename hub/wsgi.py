@@ -1,3 +1,4 @@
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -11,3 +12,9 @@ from subscriptions.dispatch import prepare  # noqa: E402
 
 application = FastReceive(django_application)
 prepare()
+
+# Everything loaded so far lives as long as the process. Frozen, the garbage collector's full
+# passes no longer walk it: they took tens of milliseconds with Django, DRF and Celery loaded,
+# and held every request of the process meanwhile.
+gc.collect()
+gc.freeze()
