@@ -279,6 +279,11 @@ def analyse(rows: list, answers: dict[str, float] | None, names: tuple[str, ...]
     return out
 
 
+def accepted(load: dict) -> int:
+    """How many of a loadgen run's requests were answered 2xx."""
+    return sum(n for code, n in load["statuses"].items() if 200 <= int(code) < 300)
+
+
 # Enough warm-up events at the paced rate's concurrency to reach every web process and worker
 # thread: their first requests (connections, prepared statements, imports) are not measured.
 WARM_EVENTS = 40
@@ -296,8 +301,7 @@ def warm_up(system: System, pool_path: Path, start: int) -> None:
         start=start,
         concurrency=32,
     )
-    accepted = sum(n for code, n in load["statuses"].items() if code.startswith("2"))
-    if accepted < WARM_EVENTS:
+    if accepted(load) < WARM_EVENTS:
         raise RuntimeError(f"{system.name} refused warm-up events: {load['statuses']}")
     got, ok = system.target.wait_for(WARM_EVENTS * len(NAMES), NAMES, stall=30, limit=60)
     if not ok:
@@ -346,7 +350,7 @@ def burst(system: System, pool_path: Path, start: int, count: int, hang: bool = 
     load = run_loadgen(
         system.web.port, system.receive_path, pool_path, count, 0, start=start, concurrency=16
     )
-    ok = sum(n for code, n in load["statuses"].items() if 200 <= int(code) < 300)
+    ok = accepted(load)
     if ok < count:
         say(f"  warning: only {ok} of {count} events were accepted: {load['statuses']}")
     time.sleep(1)  # the hub's announcer threads publish in the background
