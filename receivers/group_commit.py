@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
+import operator
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from django.db import (
     DEFAULT_DB_ALIAS,
@@ -29,7 +33,7 @@ from django.db import (
     connections,
     transaction,
 )
-from django.db.models import F
+from django.db.models import F, JSONField
 
 from .models import Event
 
@@ -45,9 +49,32 @@ INSERT_SQL = (
 )
 
 
+@dataclass(slots=True, eq=False)
+class NewEvent:
+    """An Event row on its way in, without a model instance: building one, and its values
+    through the model's fields, cost more than the rest of the request's Python. The writer
+    also takes Event instances (tests, scripts): it reads the same attributes."""
+
+    source_id: int
+    external_id: str
+    type: str
+    occurred_at: datetime | None
+    received_at: datetime
+    headers: dict[str, str]
+    raw_body: bytes
+    payload: Any
+    is_test: bool
+    status: str
+    duplicates: int = 0
+
+
+def insert_fields() -> list:
+    return [f for f in Event._meta.concrete_fields if not f.primary_key]
+
+
 @functools.cache
 def insert_statement(rows: int) -> tuple[str, list]:
-    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    fields = insert_fields()
     quote = connection.ops.quote_name
     one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     statement = INSERT_SQL.format(
@@ -61,7 +88,7 @@ def insert_statement(rows: int) -> tuple[str, list]:
     return statement, fields
 
 
-def insert_events(events: Sequence[Event]) -> list[int | None]:
+def insert_events(events: Sequence[NewEvent | Event]) -> list[int | None]:
     """Insert in one statement; per event its new id, or None when it was already stored.
 
     The unique (source, external_id) constraint decides between duplicates, within the batch
@@ -72,7 +99,10 @@ def insert_events(events: Sequence[Event]) -> list[int | None]:
     # proxy is a thread-local lookup, and preparing the values reads dozens of them.
     db = connections[DEFAULT_DB_ALIAS]
     statement, fields = insert_statement(len(events))
-    params = [f.get_db_prep_save(getattr(e, f.attname), db) for e in events for f in fields]
+    if db.vendor == "postgresql":
+        params = [value for e in events for value in postgresql_values(e)]
+    else:
+        params = [f.get_db_prep_save(getattr(e, f.attname), db) for e in events for f in fields]
     rows = execute_prepared(db, statement, params)
     inserted = {(source_id, external_id): pk for pk, source_id, external_id in rows}
     ids: list[int | None] = []
@@ -85,6 +115,31 @@ def insert_events(events: Sequence[Event]) -> list[int | None]:
             duplicates=F("duplicates") + 1
         )
     return ids
+
+
+def json_text(value: Any) -> str | None:
+    # What JSONField stores: None is SQL NULL. A str parameter reaches PostgreSQL untyped and
+    # is read as the column's jsonb.
+    return None if value is None else json.dumps(value)
+
+
+@functools.cache
+def postgresql_columns() -> tuple[Callable[[Any], tuple], tuple[int, ...]]:
+    """Reads an event's column values in one call, and says which of them are JSON.
+
+    psycopg adapts str, bytes, bool, int and aware datetimes itself, just as Django's fields
+    would hand them over; only the JSON columns need encoding."""
+    fields = insert_fields()
+    json_columns = tuple(i for i, f in enumerate(fields) if isinstance(f, JSONField))
+    return operator.attrgetter(*(f.attname for f in fields)), json_columns
+
+
+def postgresql_values(event: Any) -> list:
+    read, json_columns = postgresql_columns()
+    values = list(read(event))
+    for i in json_columns:
+        values[i] = json_text(values[i])
+    return values
 
 
 def execute_prepared(db, statement: str, params: list) -> list[tuple]:
@@ -108,7 +163,7 @@ def execute_prepared(db, statement: str, params: list) -> list[tuple]:
             return cursor.fetchall()
 
 
-def insert_with_reconnect(events: Sequence[Event]) -> list[int | None]:
+def insert_with_reconnect(events: Sequence[NewEvent | Event]) -> list[int | None]:
     """A persistent connection that PostgreSQL dropped (a restart, an idle timeout) is
     reconnected once. Repeating the INSERT is safe: rows the first try did commit come back
     as duplicates (counted once more), which are acknowledged like new ones."""
@@ -139,7 +194,7 @@ class Arrival:
 
 @dataclass(eq=False)
 class Pending:
-    event: Event
+    event: NewEvent | Event
     done: bool = False
     pk: int | None = None
     error: BaseException | None = None
@@ -186,7 +241,7 @@ class GroupCommit:
                     self.coming -= 1
                     self.condition.notify_all()
 
-    def store(self, event: Event, arrival: Arrival | None = None) -> int | None:
+    def store(self, event: NewEvent | Event, arrival: Arrival | None = None) -> int | None:
         """The new event's id, or None for a duplicate; raises what the database raised.
 
         Each waiting request is woken once, by its own Event, when its row is written or when

@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from subscriptions.dispatch import announce_stored
 
-from .group_commit import Arrival, writer
+from .group_commit import Arrival, NewEvent, writer
 from .lookup import cached_source, find_source, forget_sources
-from .models import Event, EventStatus, Source
+from .models import EventStatus, Source
 from .providers import get_provider
 from .providers.base import BadPayload, Incoming, VerificationFailed
 
@@ -99,8 +99,8 @@ def verify_and_store(slug: str, incoming: Incoming, arrival: Arrival) -> Outcome
         return Outcome(400, {"error": str(exc)})
 
     secret_headers = provider.secret_headers + ((source.hmac_header,) if source.hmac_header else ())
-    event = Event(
-        source=source,
+    event = NewEvent(
+        source_id=source.pk,
         external_id=(parsed.external_id or hashlib.sha256(incoming.body).hexdigest())[:255],
         type=parsed.type[:255],
         occurred_at=parsed.occurred_at,
@@ -112,31 +112,58 @@ def verify_and_store(slug: str, incoming: Incoming, arrival: Arrival) -> Outcome
         status=EventStatus.IGNORED if parsed.is_test else EventStatus.PENDING,
     )
     try:
-        event.pk = writer.store(event, arrival)
+        event_id = writer.store(event, arrival)
     except IntegrityError:
         # The cached source was deleted a moment ago; anything else is a bug and raises.
         forget_sources()
         if find_source(slug) is None:
             return NOT_FOUND
         raise
-    if event.pk is None:
+    if event_id is None:
         # The platform retried or delivered twice: stored once, counted, answered the same.
         return success(provider, None, duplicate=True)
     if not event.is_test:
-        announce_stored(event.pk)
-    return success(provider, event.pk, duplicate=False)
+        announce_stored(event_id)
+    return success(provider, event_id, duplicate=False)
+
+
+class NotStorable(ValueError):
+    """A JSON value PostgreSQL's jsonb cannot hold."""
+
+
+def reject_constant(name: str) -> float:
+    raise NotStorable(name)
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotStorable(text)
+    return value
+
+
+# NaN, Infinity and numbers too large for a float are refused while parsing.
+decode_json = json.JSONDecoder(parse_constant=reject_constant, parse_float=finite_float).decode
 
 
 def load_json(body: bytes) -> Any:
     """The parsed body, refusing what json.loads accepts but the database cannot store."""
     try:
-        payload = json.loads(body)
+        # What json.loads does with bytes, with the decoder above.
+        payload = decode_json(body.decode(json.detect_encoding(body), "surrogatepass"))
+    except NotStorable:
+        raise BadPayload(NOT_STORABLE)
     except (ValueError, RecursionError):
         # ValueError also covers UnicodeDecodeError and integers with too many digits.
         raise BadPayload("The body is not valid JSON.")
-    if not storable(payload):
-        raise BadPayload("The body holds NaN, Infinity, NUL characters or unpaired surrogates.")
+    # A NUL character or an unpaired surrogate in an ASCII body can only come from a \u
+    # escape: without one, there is nothing left to look for.
+    if (not body.isascii() or b"\\u" in body) and not storable(payload):
+        raise BadPayload(NOT_STORABLE)
     return payload
+
+
+NOT_STORABLE = "The body holds NaN, Infinity, NUL characters or unpaired surrogates."
 
 
 def storable(payload: Any) -> bool:

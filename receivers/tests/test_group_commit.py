@@ -10,8 +10,9 @@ import time
 
 import pytest
 from django.db import IntegrityError, OperationalError
+from django.utils import timezone
 
-from receivers.group_commit import GroupCommit, insert_events
+from receivers.group_commit import GroupCommit, NewEvent, insert_events
 from receivers.models import Event
 from receivers.tests.factories import SourceFactory
 from subscriptions.tests.factories import EventFactory
@@ -273,6 +274,45 @@ def test_insert_events_keeps_the_fields():
     assert stored.payload == {"id": "fields-1", "type": "appliance/online", "data": {}}
     assert bytes(stored.raw_body) == b'{"id": "fields-1", "type": "appliance/online", "data": {}}'
     assert stored.headers == {"content-type": "application/json"}
+
+
+@pytest.mark.django_db
+def test_a_new_event_is_stored_with_every_column():
+    """NewEvent, what the receive endpoint writes, skips the model's fields on PostgreSQL:
+    each column must still come back as the ORM would have stored it."""
+    source = SourceFactory()
+    received = timezone.now()
+    new = NewEvent(
+        source_id=source.pk,
+        external_id="plain-1",
+        type="ev/measurement",
+        occurred_at=received - timezone.timedelta(seconds=3),
+        received_at=received,
+        headers={"content-type": "application/json", "x-signature": "****"},
+        raw_body=b'{"id": "plain-1", "n": 1.5}',
+        payload={"id": "plain-1", "n": 1.5, "nested": {"ok": [True, None]}},
+        is_test=True,
+        status="ignored",
+    )
+    without_payload = NewEvent(**{**vars_of(new), "external_id": "plain-2", "payload": None})
+    first, second = insert_events([new, without_payload])
+    stored = Event.objects.get(pk=first)
+    assert (stored.source_id, stored.external_id, stored.type) == (
+        source.pk,
+        "plain-1",
+        "ev/measurement",
+    )
+    assert stored.occurred_at == new.occurred_at and stored.received_at == received
+    assert stored.headers == new.headers
+    assert bytes(stored.raw_body) == new.raw_body
+    assert stored.payload == new.payload
+    assert (stored.is_test, stored.status, stored.duplicates) == (True, "ignored", 0)
+    # None is SQL NULL, as the model's JSONField stores it, not a JSON null.
+    assert Event.objects.filter(pk=second, payload__isnull=True).exists()
+
+
+def vars_of(new: NewEvent) -> dict:
+    return {name: getattr(new, name) for name in NewEvent.__slots__}
 
 
 @pytest.mark.django_db

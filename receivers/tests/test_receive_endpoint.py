@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from receivers.models import Event
 from receivers.providers import PROVIDERS
+from receivers.providers.base import BadPayload
+from receivers.services import load_json
 from receivers.tests.factories import SecretFactory, SourceFactory
 from receivers.tests.test_providers import (
     HMAC_OPTIONS,
@@ -238,6 +240,9 @@ MALFORMED_BODIES = {
     + b"}",
     "many-digits": b'{"id": ' + b"9" * 5000 + b', "type": "x"}',
     "nan": b'{"id": "nan-1", "type": "x", "value": NaN}',
+    "minus-infinity": b'{"id": "inf-2", "type": "x", "value": [1, {"v": -Infinity}]}',
+    "escaped-nul-in-a-key": b'{"id": "k-1", "_id": "k-1", "type": "x", "a\\u0000": 1}',
+    "raw-surrogate-bytes": b'{"id": "s-1", "_id": "s-1", "type": "x", "v": "\xed\xa0\x80"}',
     "infinity": b'{"id": "inf-1", "type": "x", "value": 1e999}',
     "nul-character": b'{"id": "a\\u0000b", "_id": "a\\u0000b", "type": "x\\u0000"}',
     "lone-surrogate": b'{"id": "\\ud800", "_id": "\\udfff", "type": "x"}',
@@ -254,6 +259,38 @@ def test_malformed_body_is_never_a_410_or_500(client, provider, body):
     response = post(client, source, body)
     assert response.status_code in (200, 400), response.content
     assert Event.objects.count() == (1 if response.status_code == 200 else 0)
+
+
+NOT_STORABLE = (
+    "nan",
+    "infinity",
+    "minus-infinity",
+    "nul-character",
+    "escaped-nul-in-a-key",
+    "lone-surrogate",
+    "raw-surrogate-bytes",
+)
+
+
+@pytest.mark.parametrize("name", NOT_STORABLE)
+def test_values_the_database_cannot_hold_are_refused(name):
+    with pytest.raises(BadPayload, match="NaN, Infinity, NUL characters or unpaired surrogates"):
+        load_json(MALFORMED_BODIES[name])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": "caf\\u00e9", "b": [1.5, -2e-3, 10], "c": {"d": null, "e": true}}',
+        '{"a": "café", "b": "\u2603"}'.encode(),
+        MALFORMED_BODIES["bom"],
+        MALFORMED_BODIES["utf16"],
+        b'{"big": 123456789012345678901234567890, "tiny": 1e-400}',
+    ],
+    ids=["ascii-escapes", "utf8", "bom", "utf16", "numbers"],
+)
+def test_a_storable_body_reads_as_json_loads_reads_it(body):
+    assert load_json(body) == json.loads(body)
 
 
 HUGE = "a" * 60_000
