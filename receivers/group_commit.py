@@ -224,6 +224,7 @@ class GroupCommit:
         self.condition = threading.Condition()
         self.queue: list[Pending] = []
         self.writing = False
+        self.gathering = False
         self.coming = 0
         self.last_size = 0
 
@@ -239,7 +240,7 @@ class GroupCommit:
             if not arrival.arrived:
                 with self.condition:
                     self.coming -= 1
-                    self.condition.notify_all()
+                    self.wake_gatherer()
 
     def store(self, event: NewEvent | Event, arrival: Arrival | None = None) -> int | None:
         """The new event's id, or None for a duplicate; raises what the database raised.
@@ -253,7 +254,7 @@ class GroupCommit:
                 self.coming -= 1
             self.queue.append(mine)
             if self.writing:
-                self.condition.notify()
+                self.wake_gatherer()
             else:
                 self.writing = mine.lead = True
         while not mine.done:
@@ -285,17 +286,28 @@ class GroupCommit:
 
         Also waits (within the bound) until the batch is as large as the last one: under a
         steady load the same requests come back as soon as they have their answers."""
-        deadline = None
-        while len(self.queue) < self.max_batch and (
-            self.coming > 0 or len(self.queue) < self.last_size
-        ):
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + self.gather_seconds
-            if now >= deadline:
-                break
-            self.condition.wait(deadline - now)
+        deadline = time.monotonic() + self.gather_seconds
+        self.gathering = True
+        try:
+            while not self.gathered():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.condition.wait(remaining)
+        finally:
+            self.gathering = False
         self.last_size = len(self.queue)
+
+    def gathered(self) -> bool:
+        queued = len(self.queue)
+        return queued >= self.max_batch or (self.coming == 0 and queued >= self.last_size)
+
+    def wake_gatherer(self) -> None:
+        """Called with the condition held. Only once the batch is complete: waking the writer
+        for each request that queues cost a context switch each, on a machine where those
+        cost more than the rest of the request's Python."""
+        if self.gathering and self.gathered():
+            self.condition.notify()
 
     def write_batch(self, batch: list[Pending]) -> None:
         try:

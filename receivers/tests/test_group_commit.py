@@ -131,6 +131,24 @@ def test_announced_requests_are_written_in_one_batch():
     assert group.coming == 0
 
 
+def test_the_gathering_writer_is_woken_once_not_per_arriving_request():
+    write = FakeWrite()
+    group = GroupCommit(write=write, gather_seconds=WAIT)
+    notify = group.condition.notify
+    wakes = []
+
+    def counted(n: int = 1) -> None:
+        wakes.append(len(group.queue))
+        notify(n)
+
+    group.condition.notify = counted
+    results, errors = announced_stores(group)
+    assert not errors and len(results) == THREADS
+    assert len(write.batches) == 1
+    # Woken by the last request to queue (or not at all, if all queued before it gathered).
+    assert wakes in ([], [THREADS])
+
+
 def test_a_database_error_fails_every_waiting_caller():
     write = FakeWrite(error=OperationalError("server closed the connection unexpectedly"))
     group = GroupCommit(write=write, gather_seconds=WAIT)
