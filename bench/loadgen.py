@@ -73,6 +73,7 @@ async def run(args) -> dict:
     count = len(requests)
     queue: asyncio.Queue = asyncio.Queue()
     latencies: list[float] = []
+    by_second: dict[int, list[float]] = {}
     service: list[float] = []
     statuses: dict[str, int] = {}
     errors: dict[str, int] = {}
@@ -95,6 +96,7 @@ async def run(args) -> dict:
                 status, close = await asyncio.wait_for(read_response(reader), args.timeout)
                 done = time.perf_counter()
                 latencies.append(done - scheduled)
+                by_second.setdefault(int(scheduled - start), []).append(done - scheduled)
                 service.append(done - sent)
                 statuses[str(status)] = statuses.get(str(status), 0) + 1
                 answered[index] = [ids[index], wall0 + (done - perf0), status]
@@ -144,6 +146,10 @@ async def run(args) -> dict:
         "p90_ms": percentile(latencies, 90) * ms,
         "p99_ms": percentile(latencies, 99) * ms,
         "max_ms": (latencies[-1] if latencies else 0.0) * ms,
+        # Where in the run the slow answers were: a burst at the start, or spread out.
+        "p99_by_second_ms": [
+            percentile(sorted(by_second[second]), 99) * ms for second in sorted(by_second)
+        ],
         "service_p50_ms": percentile(service, 50) * ms,
         "service_p99_ms": percentile(service, 99) * ms,
         "dispatch_max_lag_ms": max_lag * ms,
