@@ -135,7 +135,24 @@ class FastReceive:
             logger.exception("receive failed for source %s", slug)
             return 500, [("Content-Type", "application/json")], SERVER_ERROR
         content, content_type = encode(body)
-        headers = [("Content-Length", str(len(content))), *extra.items()]
+        headers = [("Content-Length", str(len(content))), *extra.items(), *security_headers()]
         if content_type:
             headers.append(("Content-Type", content_type))
         return status, headers, content
+
+
+def security_headers() -> list[tuple[str, str]]:
+    """What SecurityMiddleware and XFrameOptionsMiddleware add to the Django view's answers
+    (for a plain-HTTP request, as a proxy in front of the hub passes it on)."""
+    headers = []
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append(("X-Content-Type-Options", "nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        if not isinstance(policy, str):
+            policy = ",".join(policy)
+        headers.append(("Referrer-Policy", policy))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
+    headers.append(("X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()))
+    return headers

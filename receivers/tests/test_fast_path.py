@@ -135,6 +135,27 @@ def test_signed_gridx_event_is_stored_once_and_answered_like_django():
     assert event.duplicates == 2
 
 
+SECURITY_HEADERS = (
+    "x-content-type-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "x-frame-options",
+)
+
+
+def test_answers_carry_the_security_headers_django_adds():
+    source, (secret,) = make_source("gridx")
+    path, headers = signed_request(source, secret, gridx_body(id="sec-1"))
+    ours = fast("post", path, gridx_body(id="sec-1"), headers)
+    theirs = django("post", path, gridx_body(id="sec-1"), headers)
+    for name in SECURITY_HEADERS:
+        assert theirs.headers.get(name), name
+        assert ours.headers.get(name) == theirs.headers[name], name
+    refused = fast("post", f"/hooks/{source.slug}/", gridx_body(id="sec-2"), {"X-Signature": "x"})
+    assert refused.status == 401
+    assert refused.headers["x-content-type-options"] == "nosniff"
+
+
 def test_first_answers_match_django_for_a_new_event():
     source, (secret,) = make_source("gridx")
     one, two = gridx_body(id="via-fast"), gridx_body(id="via-django")
