@@ -127,6 +127,9 @@ def verify_and_store(slug: str, incoming: Incoming, arrival: Arrival) -> Outcome
     return success(provider, event_id, duplicate=False)
 
 
+NOT_STORABLE = "The body holds NaN, Infinity, NUL characters or unpaired surrogates."
+
+
 class NotStorable(ValueError):
     """A JSON value PostgreSQL's jsonb cannot hold."""
 
@@ -161,9 +164,6 @@ def load_json(body: bytes) -> Any:
     if (not body.isascii() or b"\\u" in body) and not storable(payload):
         raise BadPayload(NOT_STORABLE)
     return payload
-
-
-NOT_STORABLE = "The body holds NaN, Infinity, NUL characters or unpaired surrogates."
 
 
 def storable(payload: Any) -> bool:
