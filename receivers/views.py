@@ -126,14 +126,11 @@ class FastReceive:
         except DisallowedHost:
             status, body, extra = 400, {"error": "Invalid Host header."}, {}
         except Exception as exc:
+            json_type = ("Content-Type", "application/json")
             if database_unavailable(exc):
-                return (
-                    503,
-                    [("Content-Type", "application/json"), *UNAVAILABLE_HEADERS],
-                    (UNAVAILABLE_BODY),
-                )
+                return 503, [json_type, *UNAVAILABLE_HEADERS, *security_headers()], UNAVAILABLE_BODY
             logger.exception("receive failed for source %s", slug)
-            return 500, [("Content-Type", "application/json")], SERVER_ERROR
+            return 500, [json_type, *security_headers()], SERVER_ERROR
         content, content_type = encode(body)
         headers = [("Content-Length", str(len(content))), *extra.items(), *security_headers()]
         if content_type:

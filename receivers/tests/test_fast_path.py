@@ -154,6 +154,10 @@ def test_answers_carry_the_security_headers_django_adds():
     refused = fast("post", f"/hooks/{source.slug}/", gridx_body(id="sec-2"), {"X-Signature": "x"})
     assert refused.status == 401
     assert refused.headers["x-content-type-options"] == "nosniff"
+    with mock.patch("receivers.views.receive", side_effect=OperationalError("connection refused")):
+        unavailable = fast("post", path, gridx_body(id="sec-1"), headers)
+    assert unavailable.status == 503
+    assert unavailable.headers["x-frame-options"] == theirs.headers["x-frame-options"]
 
 
 def test_first_answers_match_django_for_a_new_event():
@@ -291,7 +295,7 @@ def test_database_outage_is_503_with_retry_after_like_django():
     assert ours.status == 503
     assert int(ours.headers["retry-after"]) > 0
     assert ours.content == UNAVAILABLE_BODY
-    assert_same(ours, theirs, "retry-after")
+    assert_same(ours, theirs, "retry-after", *SECURITY_HEADERS)
     assert not Event.objects.exists()
 
 
@@ -306,6 +310,7 @@ def test_unexpected_error_is_a_json_500_without_a_traceback(caplog):
     assert ours.content == SERVER_ERROR
     assert ours.json() == {"error": "The hub failed to handle this request."}
     assert b"Traceback" not in ours.content and b"a bug in the hub" not in ours.content
+    assert ours.headers["x-content-type-options"] == "nosniff"
     # The bug is logged, with its traceback, for the operator.
     logged = [r for r in caplog.records if r.name == "receivers.views"]
     assert logged and logged[0].exc_info[0] is RuntimeError
