@@ -66,19 +66,14 @@ def handle(method: str, meta: Mapping, read: Callable[[int], bytes], slug: str, 
 
 
 def request_headers(meta: Mapping) -> CaseInsensitiveDict:
-    """The request's headers, as Django's HttpHeaders names them (HTTP_* and the two
-    unprefixed ones), lowercased as CaseInsensitiveDict keeps them; built directly, at a
-    third of HttpHeaders' cost."""
+    """The request's headers, named by Django's own rule (HttpHeaders.parse_header_name) and
+    lowercased as CaseInsensitiveDict keeps them; built directly, at half the cost of an
+    HttpHeaders object copied into a CaseInsensitiveDict."""
     headers = CaseInsensitiveDict()
     for key, value in meta.items():
-        if key.startswith("HTTP_"):
-            name = key[5:]
-        elif key in HttpHeaders.UNPREFIXED_HEADERS:
-            name = key
-        else:
-            continue
+        name = HttpHeaders.parse_header_name(key)
         if name:
-            dict.__setitem__(headers, name.replace("_", "-").lower(), value)
+            dict.__setitem__(headers, name.lower(), value)
     return headers
 
 
