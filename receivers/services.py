@@ -23,7 +23,7 @@ from .group_commit import Arrival, NewEvent, writer
 from .lookup import cached_source, find_source, forget_sources
 from .models import EventStatus, Source
 from .providers import get_provider
-from .providers.base import BadPayload, Incoming, VerificationFailed
+from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,29 @@ def receive(slug: str, incoming: Incoming) -> Outcome:
 
 
 def verify_and_store(slug: str, incoming: Incoming, arrival: Arrival) -> Outcome:
+    checked = verify(slug, incoming)
+    if isinstance(checked, Outcome):
+        return checked
+    try:
+        event_id = writer.store(checked.event, arrival)
+    except IntegrityError as exc:
+        return not_stored(checked, exc)
+    return stored(checked, event_id)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A verified event still to be stored, and what answering it needs once it is."""
+
+    slug: str
+    provider: Provider
+    event: NewEvent
+
+
+def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
+    """The refusal, or the verified event ready for the database.
+
+    Called by itself by receivers.worker, which stores the events it verifies in one batch."""
     found = cached_source(slug)
     if found is None:
         return NOT_FOUND
@@ -111,20 +134,25 @@ def verify_and_store(slug: str, incoming: Incoming, arrival: Arrival) -> Outcome
         is_test=parsed.is_test,
         status=EventStatus.IGNORED if parsed.is_test else EventStatus.PENDING,
     )
-    try:
-        event_id = writer.store(event, arrival)
-    except IntegrityError:
-        # The cached source was deleted a moment ago; anything else is a bug and raises.
-        forget_sources()
-        if find_source(slug) is None:
-            return NOT_FOUND
-        raise
+    return Verified(slug, provider, event)
+
+
+def stored(verified: Verified, event_id: int | None) -> Outcome:
+    """The answer for an event now in the database; None as its id means a duplicate."""
     if event_id is None:
         # The platform retried or delivered twice: stored once, counted, answered the same.
-        return success(provider, None, duplicate=True)
-    if not event.is_test:
+        return success(verified.provider, None, duplicate=True)
+    if not verified.event.is_test:
         announce_stored(event_id)
-    return success(provider, event_id, duplicate=False)
+    return success(verified.provider, event_id, duplicate=False)
+
+
+def not_stored(verified: Verified, exc: IntegrityError) -> Outcome:
+    """The cached source was deleted a moment ago: 404. Anything else is a bug: re-raised."""
+    forget_sources()
+    if find_source(verified.slug) is None:
+        return NOT_FOUND
+    raise exc
 
 
 NOT_STORABLE = "The body holds NaN, Infinity, NUL characters or unpaired surrogates."

@@ -18,14 +18,15 @@ from http import HTTPStatus
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest, get_path_info
-from django.db import close_old_connections
+from django.db import IntegrityError, close_old_connections
 from django.http import HttpHeaders, HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
 from hub.middleware import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
 
+from .group_commit import MAX_BATCH, Pending, writer
 from .providers.base import CaseInsensitiveDict, Incoming
-from .services import Outcome, receive
+from .services import Outcome, Verified, not_stored, receive, stored, verify
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,16 @@ RECEIVE_PATH = re.compile(r"/hooks/(?P<slug>[-a-zA-Z0-9_]+)(?:/(?P<rest>.*))?")
 SERVER_ERROR = b'{"error": "The hub failed to handle this request."}'
 
 
-def handle(method: str, meta: Mapping, read: Callable[[int], bytes], slug: str, rest: str):
-    """Status, JSON body (or None for an empty one) and extra headers for one request.
+def handle(
+    method: str,
+    meta: Mapping,
+    read: Callable[[int], bytes],
+    slug: str,
+    rest: str,
+    receive: Callable[[str, Incoming], Outcome | Verified] = receive,
+):
+    """Status, JSON body (or None for an empty one) and extra headers for one request; or,
+    when `receive` is services.verify, the Verified event its caller is to store.
 
     `meta` is the WSGI environ (Django's request.META is the same dictionary)."""
     if method != "POST":
@@ -61,7 +70,9 @@ def handle(method: str, meta: Mapping, read: Callable[[int], bytes], slug: str, 
         path_suffix=rest,
         remote_addr=meta.get("REMOTE_ADDR", ""),
     )
-    outcome: Outcome = receive(slug, incoming)
+    outcome = receive(slug, incoming)
+    if isinstance(outcome, Verified):
+        return outcome
     return outcome.status, outcome.body, {}
 
 
@@ -100,37 +111,98 @@ class FastReceive:
         self.application = application
 
     def __call__(self, environ: dict, start_response: Callable):
-        path = get_path_info(environ)
-        match = RECEIVE_PATH.fullmatch(path) if path.startswith("/hooks/") else None
-        if match is None:
+        route = self.route(environ)
+        if route is None:
             return self.application(environ, start_response)
         try:
-            status, headers, content = self.answer(environ, match["slug"], match["rest"] or "")
+            status, headers, content = self.answer(environ, *route)
         finally:
             # What Django does at the end of each request: drop broken or expired connections.
             close_old_connections()
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [content]
 
+    def route(self, environ: dict) -> tuple[str, str] | None:
+        """The source's slug and the rest of the path, for a receive URL."""
+        path = get_path_info(environ)
+        match = RECEIVE_PATH.fullmatch(path) if path.startswith("/hooks/") else None
+        return None if match is None else (match["slug"], match["rest"] or "")
+
     def answer(self, environ: dict, slug: str, rest: str) -> tuple[int, list, bytes]:
+        answer = self.begin(environ, slug, rest, receive)
+        assert not isinstance(answer, Verified)  # receive() stores the event itself
+        return answer
+
+    def answer_together(self, environs: list[dict]) -> list[tuple[int, list, bytes] | None]:
+        """Answers for requests that arrived together (receivers.worker).
+
+        Each is verified as answer() would; the verified events are stored in one INSERT and
+        one commit, and only then answered. None for a request that is not a receive URL:
+        the whole application is to answer it."""
+        answers: list = []
+        verified: list[int] = []
+        for environ in environs:
+            route = self.route(environ)
+            answers.append(None if route is None else self.begin(environ, *route))
+            if isinstance(answers[-1], Verified):
+                verified.append(len(answers) - 1)
+        for start in range(0, len(verified), MAX_BATCH):
+            chunk = verified[start : start + MAX_BATCH]
+            batch = [Pending(answers[i].event) for i in chunk]
+            writer.write_batch(batch)  # never raises: each item gets its id or the error
+            for i, item in zip(chunk, batch, strict=True):
+                answers[i] = self.finish(answers[i], item.pk, item.error)
+        close_old_connections()
+        return answers
+
+    def begin(
+        self, environ: dict, slug: str, rest: str, receive=verify
+    ) -> tuple[int, list, bytes] | Verified:
+        """The answer; or, with services.verify (receivers.worker), the verified event that
+        its caller stores and then answers with finish()."""
         # Django's own request object: the same path decoding, body stream and Host check.
         request = WSGIRequest(environ)
         try:
             request.get_host()
-            status, body, extra = handle(request.method, request.META, request.read, slug, rest)
+            result = handle(request.method, request.META, request.read, slug, rest, receive)
         except DisallowedHost:
-            status, body, extra = 400, {"error": "Invalid Host header."}, {}
-        except Exception as exc:
-            json_type = ("Content-Type", "application/json")
-            if database_unavailable(exc):
-                return 503, [json_type, *UNAVAILABLE_HEADERS, *security_headers()], UNAVAILABLE_BODY
-            logger.exception("receive failed for source %s", slug)
-            return 500, [json_type, *security_headers()], SERVER_ERROR
-        content, content_type = encode(body)
-        headers = [("Content-Length", str(len(content))), *extra.items(), *security_headers()]
-        if content_type:
-            headers.append(("Content-Type", content_type))
-        return status, headers, content
+            result = 400, {"error": "Invalid Host header."}, {}
+        except Exception as exc:  # noqa: BLE001 - failed() logs it, answers 503 or 500
+            return failed(exc, slug)
+        if isinstance(result, Verified):
+            return result
+        return encoded(*result)
+
+    def finish(
+        self, verified: Verified, event_id: int | None, error: BaseException | None
+    ) -> tuple[int, list, bytes]:
+        """The answer for a verified event once the database took it, or failed to."""
+        try:
+            if error is None:
+                outcome = stored(verified, event_id)
+            elif isinstance(error, IntegrityError):
+                outcome = not_stored(verified, error)
+            else:
+                raise error
+        except Exception as exc:  # noqa: BLE001 - failed() logs it, answers 503 or 500
+            return failed(exc, verified.slug)
+        return encoded(outcome.status, outcome.body, {})
+
+
+def failed(exc: Exception, slug: str) -> tuple[int, list, bytes]:
+    json_type = ("Content-Type", "application/json")
+    if database_unavailable(exc):
+        return 503, [json_type, *UNAVAILABLE_HEADERS, *security_headers()], UNAVAILABLE_BODY
+    logger.exception("receive failed for source %s", slug, exc_info=exc)
+    return 500, [json_type, *security_headers()], SERVER_ERROR
+
+
+def encoded(status: int, body: dict | None, extra: Mapping[str, str]) -> tuple[int, list, bytes]:
+    content, content_type = encode(body)
+    headers = [("Content-Length", str(len(content))), *extra.items(), *security_headers()]
+    if content_type:
+        headers.append(("Content-Type", content_type))
+    return status, headers, content
 
 
 def security_headers() -> list[tuple[str, str]]:

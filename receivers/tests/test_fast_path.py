@@ -2,6 +2,8 @@
 
 Each request is sent twice: straight to hub.wsgi.application with an environ made by
 RequestFactory, and through the Django test client (receive_view behind Django's middleware).
+The first is made both ways the hub's gunicorn worker can: as a WSGI call (a thread of the
+pool), and through FastReceive.answer_together as receivers.worker's event loop does.
 
 transaction=True: FastReceive ends every request with close_old_connections(), as Django does;
 inside the test transaction of a plain django_db test that closes the connection mid-transaction
@@ -9,6 +11,7 @@ inside the test transaction of a plain django_db test that closes the connection
 """
 
 import json
+import sys
 from dataclasses import dataclass, field
 from unittest import mock
 from urllib.parse import unquote_to_bytes, urlencode, urlsplit
@@ -25,7 +28,10 @@ from receivers.tests.test_providers import make_source, sign
 from receivers.tests.test_receive_endpoint import GRIDX_EVENT, gridx_body
 from receivers.views import SERVER_ERROR
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_cache")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("empty_cache", "served"),
+]
 
 
 @pytest.fixture
@@ -43,6 +49,22 @@ class Answer:
 
     def json(self):
         return json.loads(self.content)
+
+
+@pytest.fixture(params=["wsgi call", "event loop"])
+def served(request, monkeypatch):
+    if request.param == "event loop":
+        monkeypatch.setattr(sys.modules[__name__], "serve", call_together)
+
+
+def call_together(environ: dict) -> Answer:
+    """What receivers.worker does with a request that arrived whole."""
+    (answer,) = application.answer_together([environ])
+    if answer is None:
+        # Not a receive URL: the worker runs the whole application.
+        return call_wsgi(environ)
+    status, headers, content = answer
+    return Answer(status, {name.lower(): value for name, value in headers}, content)
 
 
 def call_wsgi(environ: dict) -> Answer:
@@ -73,7 +95,10 @@ def fast(method: str, path: str, body: bytes = b"", headers=None, **extra) -> An
     # Building the request rewrote PATH_INFO to Django's decoded form; a WSGI server passes
     # the raw bytes decoded as ISO-8859-1 (PEP 3333), as RequestFactory made it at first.
     environ["PATH_INFO"] = unquote_to_bytes(urlsplit(path).path).decode("iso-8859-1")
-    return call_wsgi(environ)
+    return serve(environ)
+
+
+serve = call_wsgi
 
 
 def django(method: str, path: str, body: bytes = b"", headers=None, **extra) -> Answer:
@@ -154,7 +179,7 @@ def test_answers_carry_the_security_headers_django_adds():
     refused = fast("post", f"/hooks/{source.slug}/", gridx_body(id="sec-2"), {"X-Signature": "x"})
     assert refused.status == 401
     assert refused.headers["x-content-type-options"] == "nosniff"
-    with mock.patch("receivers.views.receive", side_effect=OperationalError("connection refused")):
+    with mock.patch("receivers.services.cached_source", side_effect=OperationalError("refused")):
         unavailable = fast("post", path, gridx_body(id="sec-1"), headers)
     assert unavailable.status == 503
     assert unavailable.headers["x-frame-options"] == theirs.headers["x-frame-options"]
