@@ -54,6 +54,8 @@ from bench.common import (
 from bench.pool import read_pool, write_pool
 from bench.receive_bench import gunicorn_cmd, run_loadgen
 
+HUB_WORKER_BASE = {"receivers.worker.HubWorker": "gthread"}
+
 NAMES = ("a", "b", "c")
 
 
@@ -232,7 +234,9 @@ class DjangoWebhook(System):
 
     def web_cmd(self, port):
         gunicorn = str(DJW_VENV / "bin" / "gunicorn")
-        cmd = gunicorn_cmd("djw_project.wsgi:application", port, self.cfg.gunicorn, gunicorn)
+        # The hub's worker class is part of the hub; django-webhook gets the one it builds on.
+        args = [HUB_WORKER_BASE.get(arg, arg) for arg in self.cfg.gunicorn]
+        cmd = gunicorn_cmd("djw_project.wsgi:application", port, args, gunicorn)
         return cmd, djw_env(), DJW_PROJECT
 
     def worker_cmd(self, beat: bool):

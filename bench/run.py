@@ -46,10 +46,15 @@ from bench.common import (  # noqa: E402
     whole,
 )
 
-DEFAULT_GUNICORN = "-w 4 -k gthread --threads 4 --reuse-port"
-# Without --reuse-port all workers accept from one socket, and wrk's 16 keep-alive connections
-# mostly land on one or two of them (15 and 1 was common): compared so the README can say so.
-COMPARE_GUNICORN = ["-w 4 -k gthread --threads 4", "-w 4 -k sync", "-w 2 -k gthread --threads 8"]
+DEFAULT_GUNICORN = "-w 4 -k receivers.worker.HubWorker --threads 4 --reuse-port"
+# Plain gthread is the worker the hub's one builds on: compared so the README can say what the
+# event loop's batches change. Without --reuse-port all workers accept from one socket, and
+# wrk's 16 keep-alive connections mostly land on one or two of them (15 and 1 was common).
+COMPARE_GUNICORN = [
+    "-w 4 -k gthread --threads 4 --reuse-port",
+    "-w 4 -k receivers.worker.HubWorker --threads 4",
+    "-w 4 -k sync",
+]
 
 
 def parse_args(argv: list[str]) -> Config:

@@ -110,7 +110,8 @@ class HubProcesses:
         self.children.append(process)
         return process
 
-    def start_web(self) -> None:
+    def start_web(self, *extra: str) -> None:
+        """gunicorn with the worker docker-compose.yml runs; `extra` options override."""
         self.spawn(
             "web",
             [
@@ -120,8 +121,13 @@ class HubProcesses:
                 f"127.0.0.1:{self.web_port}",
                 "-w",
                 "2",
+                "--worker-class",
+                "receivers.worker.HubWorker",
+                "--threads",
+                "4",
                 "--access-logfile",
                 "-",
+                *extra,
             ],
         )
         wait_port(self.web_port)
