@@ -4,8 +4,9 @@ A webhook is acknowledged only once its row is committed, so on gthread each req
 thread while its row was written: the thread slept on the group commit or the database, and
 was woken again, as was the main thread the answer went back to. On a busy hub those hand-offs
 cost more CPU than everything else the request did. Here the main thread, which already
-watches every kept-alive connection, takes each one whose webhook request has entirely
-arrived: it verifies them all, stores them in one INSERT and one commit, then answers them.
+watches every kept-alive connection (and here watches new ones too), takes each one whose
+webhook request has entirely arrived: it verifies them all, stores them in one INSERT and one
+commit, then answers them.
 Everything else (the admin, the API, a request still arriving, TLS, HTTP/2) goes to the thread
 pool exactly as on gthread.
 
@@ -15,15 +16,18 @@ pool exactly as on gthread.
 from __future__ import annotations
 
 import errno
+import selectors
 import socket
 import time
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from http import HTTPStatus
 
 from gunicorn import http
 from gunicorn.http import wsgi
+from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
 
 # A request is answered by the loop only when it is entirely in the socket's buffer within
@@ -86,22 +90,59 @@ class HubWorker(ThreadWorker):
         if isinstance(self.wsgi, FastReceive) and not self.cfg.is_ssl:
             self.receiver = self.wsgi
 
+    def accept(self, listener) -> None:
+        """A new connection waits in the poller for its first request, not in a pool thread:
+        webhook senders often open a connection per delivery."""
+        if self.receiver is None:
+            super().accept(listener)
+            return
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        # As long as a pool thread would wait for it before giving up on it.
+        conn.timeout = time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT
+        self.pending_conns.append(conn)
+        self.poller.register(
+            conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
+        )
+
+    def on_pending_socket_readable(self, conn: TConn, client) -> None:
+        if self.take_if_whole(conn, client, self.pending_conns):
+            return
+        super().on_pending_socket_readable(conn, client)
+
     def on_client_socket_readable(self, conn: TConn, client) -> None:
-        if self.receiver is not None and self.alive and self.arrived_whole(conn):
-            self.poller.unregister(client)
-            self.keepalived_conns.remove(conn)
-            self.ready.append(conn)
+        if self.take_if_whole(conn, client, self.keepalived_conns):
             return
         super().on_client_socket_readable(conn, client)
 
-    def arrived_whole(self, conn: TConn) -> bool:
-        if conn.is_http2 or conn.parser is None or conn.parser.unreader.buf.getvalue():
+    def take_if_whole(self, conn: TConn, client, waiting) -> bool:
+        """Take the connection for this turn's batch if a whole webhook request is waiting."""
+        if self.receiver is None or not self.alive or conn.is_http2:
+            return False
+        if conn.parser is None:
+            # A new connection: the pool thread would make its parser. Not here when the
+            # first bytes might be an HTTP/2 preface.
+            if negotiation.prior_knowledge_allowed(self.cfg, conn.client):
+                return False
+        elif conn.parser.unreader.buf.getvalue():
             return False
         try:
             data = conn.sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except OSError:
             return False
-        return whole_request(data)
+        if not whole_request(data):
+            return False
+        self.poller.unregister(client)
+        waiting.remove(conn)
+        conn.init()
+        self.ready.append(conn)
+        return True
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         super().wait_for_and_dispatch_events(timeout)

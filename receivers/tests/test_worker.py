@@ -9,8 +9,8 @@ database), over kept-alive, pipelined and concurrent connections.
 import json
 import socket
 import threading
+import time
 import uuid
-from http.client import HTTPConnection
 from pathlib import Path
 
 import pytest
@@ -197,34 +197,36 @@ def answered_in_loop(web) -> list[bool]:
     return [line.endswith("True") for line in web.loop_log.read_text().splitlines()]
 
 
-def signed_post(source, secret: str, body: bytes, path: str | None = None) -> bytes:
-    signed = sign(source, body, secret)
+def post(path: str, body: bytes, headers: dict) -> bytes:
+    """One request as a single write: the loop takes a request only once it has all of it.
+    (http.client sends the body after the headers, which may reach the worker apart.)"""
     head = [
-        f"POST {path or f'/hooks/{source.slug}/'} HTTP/1.1",
+        f"POST {path} HTTP/1.1",
         "Host: 127.0.0.1",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
-        *(f"{name}: {value}" for name, value in signed.headers.items()),
+        *(f"{name}: {value}" for name, value in headers.items()),
     ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+def signed_post(source, secret: str, body: bytes) -> bytes:
+    return post(f"/hooks/{source.slug}/", body, sign(source, body, secret).headers)
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict, bytes]]:
     """`count` HTTP answers with a Content-Length, read off one connection in order."""
     data, answers = b"", []
     while len(answers) < count:
         end = data.find(b"\r\n\r\n")
         if end >= 0:
-            head = data[:end].decode()
-            length = int(
-                next(
-                    line.split(":", 1)[1]
-                    for line in head.split("\r\n")
-                    if line.lower().startswith("content-length:")
-                )
-            )
+            status_line, *lines = data[:end].decode().split("\r\n")
+            headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+            length = int(headers["content-length"])
             if len(data) >= end + 4 + length:
-                answers.append((int(head.split()[1]), data[end + 4 : end + 4 + length]))
+                answers.append(
+                    (int(status_line.split()[1]), headers, data[end + 4 : end + 4 + length])
+                )
                 data = data[end + 4 + length :]
                 continue
         chunk = sock.recv(65536)
@@ -233,54 +235,45 @@ def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
     return answers
 
 
+def exchange(sock: socket.socket, request: bytes) -> tuple[int, dict, bytes]:
+    sock.sendall(request)
+    (answer,) = read_answers(sock, 1)
+    return answer
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_kept_alive_webhooks_are_stored_and_answered_by_the_loop(gunicorn):
+def test_webhooks_are_stored_and_answered_by_the_loop(gunicorn):
     source, (secret,) = make_source("gridx")
-    connection = HTTPConnection("127.0.0.1", gunicorn.web_port, timeout=10)
     ids = [f"kept-{n}" for n in range(5)]
-    for event_id in ids:
-        body = gridx_body(id=event_id)
-        headers = sign(source, body, secret).headers
-        connection.request("POST", f"/hooks/{source.slug}/", body, headers)
-        answer = connection.getresponse()
-        assert (answer.status, json.loads(answer.read())) == (
-            200,
-            {"received": True, "duplicate": False},
-        )
-        assert answer.getheader("X-Content-Type-Options") == "nosniff"
-    # The same event again, a forged one, an unknown source, a /hooks/ URL Django answers.
-    again = gridx_body(id="kept-0")
-    connection.request("POST", f"/hooks/{source.slug}/", again, sign(source, again, secret).headers)
-    duplicate = connection.getresponse()
-    assert (duplicate.status, json.loads(duplicate.read())["duplicate"]) == (200, True)
     forged = gridx_body(id="forged")
-    connection.request("POST", f"/hooks/{source.slug}/", forged, {"X-Signature": "sha512=00"})
-    refused = connection.getresponse()
-    assert (refused.status, refused.read()) == (401, b'{"error": "verification failed"}')
-    connection.request("POST", "/hooks/nobody/", forged, {"X-Signature": "sha512=00"})
-    unknown = connection.getresponse()
-    assert (unknown.status, unknown.read()) == (404, b'{"error": "unknown source"}')
-    connection.request("POST", "/hooks/!x/", forged, {"Content-Type": "application/json"})
-    not_a_hook = connection.getresponse()
-    assert not_a_hook.status == 404
-    not_a_hook.read()
-    # Larger than the loop looks at: the thread pool reads it, on the same connection.
     large = gridx_body(id="large", data={"padding": "x" * PEEK_BYTES})
-    connection.request("POST", f"/hooks/{source.slug}/", large, sign(source, large, secret).headers)
-    answer = connection.getresponse()
-    assert (answer.status, json.loads(answer.read())["duplicate"]) == (200, False)
-    connection.close()
+    with socket.create_connection(("127.0.0.1", gunicorn.web_port), timeout=10) as sock:
+        for event_id in ids:
+            status, headers, content = exchange(
+                sock, signed_post(source, secret, gridx_body(id=event_id))
+            )
+            assert (status, json.loads(content)) == (200, {"received": True, "duplicate": False})
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["content-type"] == "application/json"
+        # The same event again, a forged one, an unknown source, a /hooks/ URL Django answers.
+        status, _, content = exchange(sock, signed_post(source, secret, gridx_body(id="kept-0")))
+        assert (status, json.loads(content)["duplicate"]) == (200, True)
+        forgery = post(f"/hooks/{source.slug}/", forged, {"X-Signature": "sha512=00"})
+        assert exchange(sock, forgery)[::2] == (401, b'{"error": "verification failed"}')
+        unknown = post("/hooks/nobody/", forged, {})
+        assert exchange(sock, unknown)[::2] == (404, b'{"error": "unknown source"}')
+        assert exchange(sock, post("/hooks/!x/", forged, {}))[0] == 404
+        # Larger than the loop looks at: the thread pool reads it, on the same connection.
+        status, _, content = exchange(sock, signed_post(source, secret, large))
+        assert (status, json.loads(content)["duplicate"]) == (200, False)
 
     stored = Event.objects.filter(source=source)
     assert sorted(stored.values_list("external_id", flat=True)) == sorted([*ids, "large"])
     assert stored.get(external_id="kept-0").duplicates == 1
-    in_loop = answered_in_loop(gunicorn)
-    assert len(in_loop) == 10
-    # The first request of a connection and the large one go to the pool; the kept-alive
-    # requests that arrived whole are the loop's.
-    assert in_loop[0] is False and in_loop[-1] is False
-    assert all(in_loop[1:9])
+    # Every request that arrived whole is the loop's, the first of the connection too; the
+    # large one went to the pool.
+    assert answered_in_loop(gunicorn) == [True] * 9 + [False]
 
 
 @pytest.mark.postgres
@@ -297,7 +290,7 @@ def test_pipelined_webhooks_are_answered_in_order(gunicorn):
             + signed_post(source, "wrong", gridx_body(id="pipe-x"))
             + signed_post(source, secret, gridx_body(id="pipe-2"))
         )
-        assert [status for status, _ in read_answers(sock, 3)] == [200, 401, 200]
+        assert [answer[0] for answer in read_answers(sock, 3)] == [200, 401, 200]
     assert sorted(Event.objects.values_list("external_id", flat=True)) == [
         "pipe-0",
         "pipe-1",
@@ -313,17 +306,12 @@ def test_concurrent_connections_lose_nothing(gunicorn):
     failures = []
 
     def client(n: int) -> None:
-        connection = HTTPConnection("127.0.0.1", gunicorn.web_port, timeout=20)
-        for i in range(25):
-            body = gridx_body(id=f"{prefix}-{n}-{i}")
-            connection.request(
-                "POST", f"/hooks/{source.slug}/", body, sign(source, body, secret).headers
-            )
-            answer = connection.getresponse()
-            answer.read()
-            if answer.status != 200:
-                failures.append(answer.status)
-        connection.close()
+        with socket.create_connection(("127.0.0.1", gunicorn.web_port), timeout=20) as sock:
+            for i in range(25):
+                body = gridx_body(id=f"{prefix}-{n}-{i}")
+                status = exchange(sock, signed_post(source, secret, body))[0]
+                if status != 200:
+                    failures.append(status)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -333,4 +321,24 @@ def test_concurrent_connections_lose_nothing(gunicorn):
 
     assert failures == []
     assert Event.objects.filter(external_id__startswith=prefix).count() == 200
-    assert sum(answered_in_loop(gunicorn)) >= 8 * 24 - 8  # all but each connection's first
+    assert answered_in_loop(gunicorn) == [True] * 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_per_webhook_and_a_slow_sender(gunicorn):
+    source, (secret,) = make_source("gridx")
+    for n in range(3):
+        body = gridx_body(id=f"own-connection-{n}")
+        with socket.create_connection(("127.0.0.1", gunicorn.web_port), timeout=10) as sock:
+            sock.sendall(signed_post(source, secret, body))
+            assert read_answers(sock, 1)[0][0] == 200
+    # The body comes a moment after the headers: the loop does not wait, a pool thread does.
+    slow = signed_post(source, secret, gridx_body(id="slow"))
+    with socket.create_connection(("127.0.0.1", gunicorn.web_port), timeout=10) as sock:
+        sock.sendall(slow[:-10])
+        time.sleep(0.3)
+        sock.sendall(slow[-10:])
+        assert read_answers(sock, 1)[0][0] == 200
+    assert Event.objects.filter(source=source).count() == 4
+    assert answered_in_loop(gunicorn) == [True, True, True, False]
