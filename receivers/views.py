@@ -4,7 +4,8 @@
 answers the same URLs straight from the WSGI environ: the receive endpoint uses no session,
 user, CSRF token or message, and Django's request cycle and middleware cost a busy hub more
 CPU per request than verifying and storing the event. Both read the exact raw bytes, so
-verification sees what the platform signed.
+verification sees what the platform signed. Under the hub's gunicorn worker (receivers/worker.py)
+FastReceive also answers, with answer_together, the requests its event loop took together.
 """
 
 from __future__ import annotations
