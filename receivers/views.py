@@ -77,6 +77,19 @@ def handle(
     return outcome.status, outcome.body, {}
 
 
+def body_reader(request: HttpRequest) -> Callable[[int], bytes]:
+    """What reads the body: request.read, except for a chunked body.
+
+    Django reads a body without Content-Length as empty, so a platform that sent its event
+    chunked would be refused for a signature that did not match nothing. A server that
+    de-chunks the body and ends the stream at its end says so with `wsgi.input_terminated`
+    (gunicorn does); that stream is read instead, still capped by handle()."""
+    meta = request.META
+    if not meta.get("CONTENT_LENGTH") and meta.get("wsgi.input_terminated"):
+        return meta["wsgi.input"].read
+    return request.read
+
+
 def request_headers(meta: Mapping) -> CaseInsensitiveDict:
     """The request's headers, named by Django's own rule (HttpHeaders.parse_header_name) and
     lowercased as CaseInsensitiveDict keeps them; built directly, at half the cost of an
@@ -97,7 +110,7 @@ def encode(body: dict | None) -> tuple[bytes, str | None]:
 
 @csrf_exempt
 def receive_view(request: HttpRequest, slug: str, rest: str = "") -> HttpResponse:
-    status, body, headers = handle(request.method, request.META, request.read, slug, rest)
+    status, body, headers = handle(request.method, request.META, body_reader(request), slug, rest)
     content, content_type = encode(body)
     response = HttpResponse(content, status=status, content_type=content_type)
     for name, value in headers.items():
@@ -165,7 +178,8 @@ class FastReceive:
         request = WSGIRequest(environ)
         try:
             request.get_host()
-            result = handle(request.method, request.META, request.read, slug, rest, receive)
+            read = body_reader(request)
+            result = handle(request.method, request.META, read, slug, rest, receive)
         except DisallowedHost:
             result = 400, {"error": "Invalid Host header."}, {}
         except Exception as exc:  # noqa: BLE001 - failed() logs it, answers 503 or 500

@@ -10,6 +10,7 @@ inside the test transaction of a plain django_db test that closes the connection
 (its autocommit differs from the configured one), so these tests run in autocommit.
 """
 
+import io
 import json
 import sys
 from dataclasses import dataclass, field
@@ -376,3 +377,17 @@ def test_a_host_outside_allowed_hosts_is_refused_and_nothing_is_stored():
     answer = fast("post", path, body, {**headers, "Host": "evil.example"})
     assert answer.status == 400
     assert not Event.objects.filter(external_id="evil-host").exists()
+
+
+def test_a_body_without_content_length_is_read_to_the_end_the_server_marks():
+    # What gunicorn passes for a chunked body: no CONTENT_LENGTH, the de-chunked stream, and
+    # wsgi.input_terminated. Django alone would read it as empty.
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(id="chunked-1")
+    path, headers = signed_request(source, secret, body)
+    environ = RequestFactory().post(path, body, content_type="application/json", headers=headers)
+    environ = environ.environ
+    del environ["CONTENT_LENGTH"]
+    environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True})
+    assert serve(environ).status == 200
+    assert bytes(Event.objects.get(external_id="chunked-1").raw_body) == body

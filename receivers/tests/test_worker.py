@@ -342,3 +342,26 @@ def test_a_connection_per_webhook_and_a_slow_sender(gunicorn):
         assert read_answers(sock, 1)[0][0] == 200
     assert Event.objects.filter(source=source).count() == 4
     assert answered_in_loop(gunicorn) == [True, True, True, False]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_webhook_is_read_whole_and_one_too_large_is_refused(gunicorn):
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(id="chunked")
+    head = post(f"/hooks/{source.slug}/", b"", sign(source, body, secret).headers)
+    head = head.replace(b"Content-Length: 0\r\n", b"Transfer-Encoding: chunked\r\n")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:9], body[9:]))
+    with socket.create_connection(("127.0.0.1", gunicorn.web_port), timeout=10) as sock:
+        status, _, content = exchange(sock, head + chunks + b"0\r\n\r\n")
+        assert (status, json.loads(content)["duplicate"]) == (200, False)
+    assert bytes(Event.objects.get(external_id="chunked").raw_body) == body
+    # Chunked past HUB_MAX_BODY_BYTES (1 MiB, the server's default): refused.
+    over = 2**20 + 1
+    flood = b"%x\r\n%s\r\n0\r\n\r\n" % (over, b"x" * over)
+    with socket.create_connection(("127.0.0.1", gunicorn.web_port), timeout=10) as sock:
+        assert exchange(sock, head + flood)[::2] == (
+            413,
+            b'{"error": "The body is larger than 1048576 bytes."}',
+        )
+    assert Event.objects.count() == 1
