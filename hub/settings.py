@@ -4,6 +4,7 @@ A bad or missing value raises ImproperlyConfigured when Django starts, never at 
 request. `.env.example` lists every variable; the README explains each one.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -48,6 +49,19 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_networks(name: str) -> tuple:
+    """Comma-separated IP addresses or CIDR ranges."""
+    networks = []
+    for item in env_list(name, ""):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or CIDR ranges, got {item!r}."
+            ) from None
+    return tuple(networks)
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -143,6 +157,9 @@ HUB_SWEEP_SECONDS = env_int("HUB_SWEEP_SECONDS", 5, minimum=1)
 # How long a drain keeps its subscription after running out of work, polling for more
 # (0: it ends at once and the next fan-out starts a new one).
 HUB_DRAIN_IDLE_SECONDS = float(env_int("HUB_DRAIN_IDLE_MS", 500, minimum=0)) / 1000
+# Reverse proxies in front of the hub: a request from one of them is from the address it
+# names in X-Forwarded-For, for the sources' IP allow lists (empty: REMOTE_ADDR as it is).
+HUB_TRUSTED_PROXIES = env_networks("HUB_TRUSTED_PROXIES")
 # How long a web process reuses a source and its secrets before reading them again (0: never).
 HUB_SOURCE_CACHE_SECONDS = env_int("HUB_SOURCE_CACHE_SECONDS", 5, minimum=0)
 # How long past its timeout a delivery stays claimed before the sweep hands it out again.

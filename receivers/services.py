@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
@@ -40,6 +41,31 @@ class Outcome:
 
 NOT_FOUND = Outcome(404, {"error": "unknown source"})
 UNAUTHORIZED = Outcome(401, {"error": "verification failed"})
+
+
+def client_address(remote_addr: str, forwarded_for: str) -> str:
+    """The address a request came from, for the allow lists.
+
+    REMOTE_ADDR, unless it is one of HUB_TRUSTED_PROXIES: then the last address in
+    X-Forwarded-For that is not a trusted proxy. Each proxy appends the address it received
+    the request from, so what stands left of that is whatever the client wrote and is never
+    believed. When every hop is a trusted proxy, the first is where the request started."""
+    trusted = settings.HUB_TRUSTED_PROXIES
+    if not trusted or not in_networks(remote_addr, trusted):
+        return remote_addr
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not in_networks(hop, trusted):
+            return hop
+    return hops[0] if hops else remote_addr
+
+
+def in_networks(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def ip_allowed(source: Source, remote_addr: str) -> bool:

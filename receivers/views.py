@@ -27,7 +27,7 @@ from hub.middleware import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unava
 
 from .group_commit import MAX_BATCH, Pending, writer
 from .providers.base import CaseInsensitiveDict, Incoming
-from .services import Outcome, Verified, not_stored, receive, stored, verify
+from .services import Outcome, Verified, client_address, not_stored, receive, stored, verify
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ def handle(
         headers=request_headers(meta),
         query=QueryDict(query).dict() if query else {},
         path_suffix=rest,
-        remote_addr=meta.get("REMOTE_ADDR", ""),
+        remote_addr=client_address(
+            meta.get("REMOTE_ADDR", ""), meta.get("HTTP_X_FORWARDED_FOR", "")
+        ),
     )
     outcome = receive(slug, incoming)
     if isinstance(outcome, Verified):

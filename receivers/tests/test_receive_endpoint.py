@@ -5,6 +5,7 @@ bad input must never produce either; 503 (with Retry-After) is kept for a real o
 """
 
 import base64
+import ipaddress
 import json
 from unittest import mock
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from django.utils import timezone
 from receivers.models import Event
 from receivers.providers import PROVIDERS
 from receivers.providers.base import BadPayload
-from receivers.services import load_json
+from receivers.services import client_address, load_json
 from receivers.tests.factories import SecretFactory, SourceFactory
 from receivers.tests.test_providers import (
     HMAC_OPTIONS,
@@ -153,6 +154,50 @@ def test_ip_allow_list(client):
         body = gridx_body(id=f"from-{address}")
         assert post_signed(client, source, secret, body, REMOTE_ADDR=address).status_code == status
     assert Event.objects.count() == 3
+
+
+PROXIES = (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("127.0.0.1/32"))
+
+
+@pytest.mark.parametrize(
+    "remote_addr, forwarded_for, status",
+    [
+        # From a trusted proxy: the address it received the request from decides.
+        ("10.1.2.3", "192.0.2.7", 200),
+        ("10.1.2.3", "198.51.100.1", 401),
+        # A client's own X-Forwarded-For entry (left of the proxy's) is never believed.
+        ("10.1.2.3", "192.0.2.7, 198.51.100.1", 401),
+        ("10.1.2.3", "198.51.100.1, 192.0.2.7", 200),
+        # Two proxies in a row: the last hop that is not one of them.
+        ("127.0.0.1", "192.0.2.7, 10.1.9.9", 200),
+        # Not from a trusted proxy: its X-Forwarded-For means nothing.
+        ("198.51.100.1", "192.0.2.7", 401),
+        ("192.0.2.7", "198.51.100.1", 200),
+        # From a trusted proxy that names no address, or an unreadable one.
+        ("10.1.2.3", "", 401),
+        ("10.1.2.3", "unknown", 401),
+    ],
+)
+def test_allow_list_behind_trusted_proxies(client, settings, remote_addr, forwarded_for, status):
+    settings.HUB_TRUSTED_PROXIES = PROXIES
+    source, (secret,) = make_source("gridx", allowed_ips="192.0.2.0/24")
+    answer = post_signed(
+        client,
+        source,
+        secret,
+        gridx_body(),
+        REMOTE_ADDR=remote_addr,
+        HTTP_X_FORWARDED_FOR=forwarded_for,
+    )
+    assert answer.status_code == status
+    assert Event.objects.count() == (status == 200)
+
+
+def test_a_request_wholly_inside_the_trusted_proxies_is_from_where_it_started(settings):
+    settings.HUB_TRUSTED_PROXIES = PROXIES
+    assert client_address("10.1.0.1", "10.1.0.2, 127.0.0.1") == "10.1.0.2"
+    settings.HUB_TRUSTED_PROXIES = ()
+    assert client_address("10.1.0.1", "192.0.2.7") == "10.1.0.1"
 
 
 def test_allow_list_with_an_unreadable_entry_fails_closed(client):
