@@ -279,6 +279,7 @@ class SourceAdmin(admin.ModelAdmin):
                 "hmac_encoding",
                 "hmac_prefix",
                 "hmac_template",
+                "hmac_timestamp_header",
             ),
         },
     )

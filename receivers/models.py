@@ -3,6 +3,7 @@
 import base64
 import secrets as pysecrets
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -39,6 +40,7 @@ VERIFICATION_FIELDS = (
     "hmac_encoding",
     "hmac_prefix",
     "hmac_template",
+    "hmac_timestamp_header",
 )
 
 
@@ -73,6 +75,15 @@ class Source(models.Model):
         default="{body}",
         help_text="Signed content: {body} is the raw body, {header:Name} a request header.",
     )
+    hmac_timestamp_header = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text=(
+            "A signed header holding the Unix time the request was sent (seconds or "
+            "milliseconds); requests further than the tolerance from now are refused. Name it "
+            "in the template too."
+        ),
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -81,6 +92,13 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        from .providers.generic_hmac import unsigned_timestamp_error
+
+        error = unsigned_timestamp_error(self.hmac_template, self.hmac_timestamp_header)
+        if error:
+            raise ValidationError({"hmac_timestamp_header": error})
 
 
 def generate_secret(url_safe: bool = False) -> str:

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from .models import VERIFICATION_FIELDS, Event, Source
+from .providers.generic_hmac import unsigned_timestamp_error
 from .sources import create_source, receive_url, replace_secrets
 
 
@@ -41,6 +42,12 @@ class SourceSerializer(serializers.ModelSerializer):
         header = attrs.get("hmac_header", getattr(self.instance, "hmac_header", ""))
         if provider == "hmac" and not header:
             raise serializers.ValidationError({"hmac_header": "The hmac provider needs a header."})
+        error = unsigned_timestamp_error(
+            attrs.get("hmac_template", getattr(self.instance, "hmac_template", "{body}")),
+            attrs.get("hmac_timestamp_header", getattr(self.instance, "hmac_timestamp_header", "")),
+        )
+        if error:
+            raise serializers.ValidationError({"hmac_timestamp_header": error})
         return attrs
 
     def create(self, validated_data):

@@ -121,6 +121,10 @@ def secrets_match(given: str, secrets: Iterable[str]) -> bool:
     return matches_any([given.encode()], [secret.encode() for secret in secrets])
 
 
+# A Unix time above this is in milliseconds (1e11 seconds is the year 5138).
+MILLISECONDS_ABOVE = 10**11
+
+
 def within_tolerance(timestamp: float, now: datetime, tolerance_seconds: int) -> bool:
     """A signed timestamp (Unix seconds) no further than the tolerance from now, either way."""
     return abs(now.timestamp() - timestamp) <= tolerance_seconds

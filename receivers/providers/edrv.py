@@ -14,6 +14,7 @@ from typing import Any
 from django.utils import timezone
 
 from .base import (
+    MILLISECONDS_ABOVE,
     Incoming,
     ParsedEvent,
     Provider,
@@ -28,8 +29,6 @@ from .base import (
 
 HEADER = "edrv-signature"
 MAX_SIGNATURES = 5
-# A Unix time above this is in milliseconds (1e11 seconds is the year 5138).
-MILLISECONDS_ABOVE = 10**11
 
 
 class Edrv(Provider):

@@ -3,6 +3,8 @@
 `source.hmac_header` carries the signature, `hmac_algorithm` / `hmac_encoding` / `hmac_prefix`
 describe it, and `hmac_template` the signed content: `{body}` is the raw body and
 `{header:Name}` the value of a request header (for example a timestamp the sender adds).
+`hmac_timestamp_header` names such a timestamp, which must then be within the source's
+tolerance, as for eDRV and Standard Webhooks.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.utils import timezone
+
 from .base import (
+    MILLISECONDS_ABOVE,
     Incoming,
     ParsedEvent,
     Provider,
@@ -25,6 +30,7 @@ from .base import (
     matches_any,
     parse_time,
     string_field,
+    within_tolerance,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +65,8 @@ class GenericHmac(Provider):
         ]
         if not candidates:
             raise VerificationFailed(f"no readable signature in {source.hmac_header}")
+        if source.hmac_timestamp_header:
+            check_fresh(incoming.headers.get(source.hmac_timestamp_header), source, now)
         content = signed_content(source.hmac_template, incoming.body, incoming.headers)
         expected = [
             hmac_digest(secret.encode(), content, source.hmac_algorithm) for secret in secrets
@@ -88,6 +96,20 @@ class GenericHmac(Provider):
         else:
             text = base64.b64encode(digest).decode()
         return SignedRequest(headers={**headers, source.hmac_header: source.hmac_prefix + text})
+
+
+def check_fresh(value: str | None, source: Source, now: datetime | None) -> None:
+    """The sender's timestamp is within the source's tolerance: a captured request cannot be
+    replayed later. (The template signs it, so it cannot be changed either.)"""
+    name = source.hmac_timestamp_header
+    text = (value or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 16:
+        raise VerificationFailed(f"no Unix timestamp in {name}")
+    seconds = int(text)
+    if seconds > MILLISECONDS_ABOVE:
+        seconds /= 1000
+    if not within_tolerance(seconds, now or timezone.now(), source.tolerance_seconds):
+        raise VerificationFailed(f"{name} is outside the tolerance")
 
 
 def decode_signature(part: str, source: Source) -> bytes | None:
@@ -129,7 +151,22 @@ def header_bytes(value: str) -> bytes:
 
 
 def template_headers(source: Source) -> list[str]:
-    return [m.group(1).strip() for m in PLACEHOLDER.finditer(source.hmac_template) if m.group(1)]
+    return named_headers(source.hmac_template)
+
+
+def named_headers(template: str) -> list[str]:
+    return [m.group(1).strip() for m in PLACEHOLDER.finditer(template) if m.group(1)]
+
+
+def unsigned_timestamp_error(template: str, timestamp_header: str) -> str | None:
+    """Why these options would check a timestamp nobody signed, or None.
+
+    A timestamp outside the signed content could be rewritten by whoever replays a request."""
+    if not timestamp_header:
+        return None
+    if timestamp_header.strip().lower() in {name.lower() for name in named_headers(template)}:
+        return None
+    return f"Name the timestamp in the template too, as {{header:{timestamp_header.strip()}}}."
 
 
 def first_field(body: dict, names: tuple[str, ...]) -> str | None:

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -39,7 +40,7 @@ FIXTURES = sorted(FIXTURES_DIR.glob("*/*.json"))
 # Jedlix and Openvolt authenticate the sender, not the body: a tampered body cannot be caught.
 SIGNS_BODY = ["edrv", "gridx", "hmac", "ideavate", "standard"]
 CREDENTIAL_ONLY = ["jedlix", "openvolt"]
-TIMESTAMPED = ["edrv", "standard"]
+TIMESTAMPED = ["edrv", "hmac", "standard"]
 TEST_FIXTURES = {"gridx/ping", "jedlix/test-message"}
 
 # Where PROVIDERS.md puts the unique id, the type and the time of each platform's events.
@@ -63,6 +64,7 @@ HMAC_OPTIONS = {
     "hmac_encoding": "base64",
     "hmac_prefix": "sha256=",
     "hmac_template": "{header:X-Acme-Timestamp}.{body}",
+    "hmac_timestamp_header": "X-Acme-Timestamp",
 }
 # The header(s) that carry a credential or signature, and must be stored masked.
 CREDENTIAL_HEADERS = {
@@ -473,6 +475,59 @@ def test_generic_hmac_without_a_header_configured_never_verifies():
     body = fixture_of("hmac")
     with pytest.raises(VerificationFailed):
         get_provider("hmac").verify(incoming(body, {}), [KEY], source)
+
+
+@pytest.mark.parametrize(
+    "sent, accepted",
+    [
+        ("{now}", True),
+        ("{now}000", True),  # milliseconds
+        ("{old}", False),
+        ("{soon}", False),
+        ("", False),
+        ("yesterday", False),
+        ("-1", False),
+    ],
+)
+def test_generic_hmac_timestamp_must_be_within_the_tolerance(sent, accepted):
+    source = Source(
+        provider="hmac",
+        hmac_header="X-Sig",
+        hmac_template="{header:X-Time}.{body}",
+        hmac_timestamp_header="X-Time",
+        tolerance_seconds=300,
+    )
+    now = timezone.now()
+    value = sent.format(
+        now=int(now.timestamp()),
+        old=int(now.timestamp()) - 301,
+        soon=int(now.timestamp()) + 301,
+    )
+    body = fixture_of("hmac")
+    digest = hmac.new(KEY.encode(), value.encode() + b"." + body, "sha256").hexdigest()
+    headers = {"X-Sig": digest, **({"X-Time": value} if value else {})}
+    provider = get_provider("hmac")
+    if accepted:
+        provider.verify(incoming(body, headers), [KEY], source, now=now)
+    else:
+        with pytest.raises(VerificationFailed):
+            provider.verify(incoming(body, headers), [KEY], source, now=now)
+
+
+def test_a_timestamp_header_outside_the_signed_template_is_refused_as_an_option():
+    unsigned = Source(
+        slug="acme", provider="hmac", hmac_header="X-Sig", hmac_timestamp_header="X-Time"
+    )
+    with pytest.raises(ValidationError) as refused:
+        unsigned.clean()
+    assert "{header:X-Time}" in str(refused.value)
+    Source(
+        slug="acme",
+        provider="hmac",
+        hmac_header="X-Sig",
+        hmac_template="{header:x-time}.{body}",
+        hmac_timestamp_header="X-Time",
+    ).clean()
 
 
 def test_jedlix_key_is_sent_raw_not_as_base64_credentials():

@@ -64,6 +64,26 @@ def test_invalid_source_gets_a_clear_error(api):
     assert set(answer.json()) >= {"slug", "provider"}
 
 
+def test_an_hmac_timestamp_must_be_signed(api):
+    options = {"slug": "acme", "provider": "hmac", "hmac_header": "X-Sig"}
+    unsigned = api.post(
+        "/api/v1/sources/", {**options, "hmac_timestamp_header": "X-Time"}, format="json"
+    )
+    assert unsigned.status_code == 400
+    assert "{header:X-Time}" in unsigned.json()["hmac_timestamp_header"][0]
+    signed = {
+        **options,
+        "hmac_timestamp_header": "X-Time",
+        "hmac_template": "{header:X-Time}.{body}",
+    }
+    created = api.post("/api/v1/sources/", signed, format="json")
+    assert created.status_code == 201
+    assert created.json()["hmac_timestamp_header"] == "X-Time"
+    # Changing the template later is checked against the stored timestamp header.
+    changed = api.patch("/api/v1/sources/acme/", {"hmac_template": "{body}"}, format="json")
+    assert changed.status_code == 400
+
+
 def test_event_list_filters_and_detail(api):
     old = EventFactory(type="ev/plugged", received_at=timezone.now() - timedelta(days=2))
     new = EventFactory(type="appliance/online", is_test=True)
