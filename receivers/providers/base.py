@@ -125,6 +125,19 @@ def secrets_match(given: str, secrets: Iterable[str]) -> bool:
 MILLISECONDS_ABOVE = 10**11
 
 
+def unix_time(text: str | None, milliseconds: bool = False) -> int | float | None:
+    """The Unix time in a signed header (at most 16 ASCII digits), or None when it is not one.
+
+    With `milliseconds`, a value too large for seconds is read as milliseconds: for senders
+    whose documentation does not say which they send."""
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 16:
+        return None
+    seconds = int(text)
+    if milliseconds and seconds > MILLISECONDS_ABOVE:
+        return seconds / 1000
+    return seconds
+
+
 def within_tolerance(timestamp: float, now: datetime, tolerance_seconds: int) -> bool:
     """A signed timestamp (Unix seconds) no further than the tolerance from now, either way."""
     return abs(now.timestamp() - timestamp) <= tolerance_seconds

@@ -14,7 +14,6 @@ from typing import Any
 from django.utils import timezone
 
 from .base import (
-    MILLISECONDS_ABOVE,
     Incoming,
     ParsedEvent,
     Provider,
@@ -24,6 +23,7 @@ from .base import (
     hmac_digest,
     matches_any,
     read_envelope,
+    unix_time,
     within_tolerance,
 )
 
@@ -52,19 +52,12 @@ class Edrv(Provider):
                 digest = decode_hex(value)
                 if digest:
                     candidates.append(digest)
-        if (
-            not timestamp
-            or not timestamp.isascii()
-            or not timestamp.isdigit()
-            or len(timestamp) > 16
-        ):
+        # eDRV does not document whether `t` counts seconds or milliseconds: both are read.
+        seconds = unix_time(timestamp, milliseconds=True)
+        if seconds is None:
             raise VerificationFailed(f"no t=<timestamp> in {HEADER}")
         if not candidates:
             raise VerificationFailed(f"no v1 signature in {HEADER}")
-        # eDRV does not document whether `t` counts seconds or milliseconds: both are read.
-        seconds = int(timestamp)
-        if seconds > MILLISECONDS_ABOVE:
-            seconds /= 1000
         if not within_tolerance(seconds, now or timezone.now(), source.tolerance_seconds):
             raise VerificationFailed("the signed timestamp is outside the tolerance")
         # eDRV's documentation shows the header but not the exact signed string. Stripe-style

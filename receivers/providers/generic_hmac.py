@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from .base import (
-    MILLISECONDS_ABOVE,
     Incoming,
     ParsedEvent,
     Provider,
@@ -30,6 +29,7 @@ from .base import (
     matches_any,
     parse_time,
     string_field,
+    unix_time,
     within_tolerance,
 )
 
@@ -102,12 +102,9 @@ def check_fresh(value: str | None, source: Source, now: datetime | None) -> None
     """The sender's timestamp is within the source's tolerance: a captured request cannot be
     replayed later. (The template signs it, so it cannot be changed either.)"""
     name = source.hmac_timestamp_header
-    text = (value or "").strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 16:
+    seconds = unix_time((value or "").strip(), milliseconds=True)
+    if seconds is None:
         raise VerificationFailed(f"no Unix timestamp in {name}")
-    seconds = int(text)
-    if seconds > MILLISECONDS_ABOVE:
-        seconds /= 1000
     if not within_tolerance(seconds, now or timezone.now(), source.tolerance_seconds):
         raise VerificationFailed(f"{name} is outside the tolerance")
 

@@ -30,6 +30,7 @@ from .base import (
     matches_any,
     parse_time,
     string_field,
+    unix_time,
     within_tolerance,
 )
 
@@ -54,9 +55,9 @@ class StandardWebhooks(Provider):
         signatures = incoming.headers.get(SIGNATURE_HEADER)
         if not (msg_id and timestamp and signatures):
             raise VerificationFailed("missing webhook-id, webhook-timestamp or webhook-signature")
-        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 16):
+        seconds = unix_time(timestamp)
+        if seconds is None:
             raise VerificationFailed("webhook-timestamp is not Unix seconds")
-        seconds = int(timestamp)
         if not within_tolerance(seconds, now or timezone.now(), source.tolerance_seconds):
             raise VerificationFailed("webhook-timestamp is outside the tolerance")
 
