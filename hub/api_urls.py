@@ -2,8 +2,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from receivers.api import EventViewSet, SourceViewSet
-from subscriptions.api import DeliveryViewSet, SubscriptionViewSet
+from receivers.api import SourceViewSet
+from subscriptions.api import DeliveryViewSet, EventViewSet, SubscriptionViewSet
 
 router = DefaultRouter()
 router.register("sources", SourceViewSet)

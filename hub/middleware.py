@@ -1,26 +1,8 @@
 """Answer 503, not 500, when the database cannot be reached: senders then retry later."""
 
-import json
-import logging
-
-from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpResponse
 
-logger = logging.getLogger(__name__)
-
-UNAVAILABLE_BODY = json.dumps({"error": "The hub cannot store events right now; retry later."})
-UNAVAILABLE_BODY = UNAVAILABLE_BODY.encode()
-UNAVAILABLE_HEADERS = [("Retry-After", "30")]
-
-
-def database_unavailable(exception: BaseException) -> bool:
-    """True (and logged) for errors that mean the database is down or unreachable."""
-    if isinstance(exception, OperationalError | InterfaceError) or (
-        isinstance(exception, DatabaseError) and "connection" in str(exception).lower()
-    ):
-        logger.error("database unavailable: %s", exception.__class__.__name__)
-        return True
-    return False
+from receivers.unavailable import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
 
 
 class DatabaseUnavailableMiddleware:

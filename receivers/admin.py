@@ -2,7 +2,8 @@
 
 The event list must stay fast with a million rows: no full COUNT(*) per page (see
 EstimatedCountPaginator), type choices from an index skip-scan instead of a DISTINCT over the
-table, sorting only on the indexed column, and the big columns deferred.
+table, sorting only on the indexed column, and the big columns deferred. What relaying adds to
+an event's page (its deliveries, "Replay failed") is registered by subscriptions/admin.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -24,29 +24,18 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_POST
-
-from subscriptions import operations
-from subscriptions.models import Delivery, DeliveryStatus
-from subscriptions.services import failed_delivery_ids
 
 from . import sources
 from .models import VERIFICATION_FIELDS, Event, Source, SourceSecret, mask
 from .providers import PROVIDERS
 from .services import masked_headers
 
-REPLAY_PERMISSION = "subscriptions.replay_delivery"
-LOG_CHUNK = 1000
 # Header names that can carry a credential; masked again on display whatever was stored.
 SENSITIVE_HEADER_WORDS = ("authorization", "cookie", "signature", "secret", "token", "key")
 
 
-def can_replay(request: HttpRequest) -> bool:
-    return request.user.has_perm(REPLAY_PERMISSION)
-
-
 class HistoryAdminMixin:
-    """Event history and deliveries are records: read-only, with the replay permission."""
+    """Records, such as the event history: read-only."""
 
     def has_add_permission(self, request):
         return False
@@ -56,34 +45,6 @@ class HistoryAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    def has_replay_permission(self, request):
-        return can_replay(request)
-
-
-def deliveries_text(count: int, failed: bool = False) -> str:
-    noun = "delivery" if count == 1 else "deliveries"
-    return f"{count} {'failed ' if failed else ''}{noun}"
-
-
-def queue_and_report(
-    request: HttpRequest, model_admin: admin.ModelAdmin, ids: list[int], failed: bool = False
-) -> int:
-    """Hand the replay to Celery, record it per delivery in the admin log, say how many."""
-    count = operations.queue_replay(ids)
-    log_replays(request, ids)
-    model_admin.message_user(
-        request, f"Queued {deliveries_text(count, failed)} for replay.", messages.SUCCESS
-    )
-    return count
-
-
-def log_replays(request: HttpRequest, ids: list[int]) -> None:
-    for start in range(0, len(ids), LOG_CHUNK):
-        chunk = Delivery.objects.filter(pk__in=ids[start : start + LOG_CHUNK]).only(
-            "pk", "webhook_id", "subscription_id"
-        )
-        LogEntry.objects.log_actions(request.user.pk, chunk, CHANGE, "Replayed.")
 
 
 # Scale helpers, shared with the delivery admin ---------------------------------------------
@@ -439,7 +400,6 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
     sortable_by = ["received_at"]
     search_fields = ["external_id__exact"]
     search_help_text = "The event id exactly as the platform sent it."
-    actions = ["replay_failed_deliveries"]
     fieldsets = [
         (
             None,
@@ -484,48 +444,6 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
             return "none"
         body = format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows)
         return format_html('<table class="hub-headers">{}</table>', body)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        event = self.get_object(request, object_id)
-        deliveries = []
-        if event is not None:
-            deliveries = list(
-                event.deliveries.select_related("subscription")
-                .prefetch_related("attempts")
-                .order_by("pk")
-            )
-        extra_context = {
-            **(extra_context or {}),
-            "deliveries": deliveries,
-            "failed_count": sum(d.status == DeliveryStatus.FAILED for d in deliveries),
-            "can_replay": can_replay(request),
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    @admin.action(
-        description="Replay the failed deliveries of the selected events", permissions=["replay"]
-    )
-    def replay_failed_deliveries(self, request, queryset):
-        ids = failed_delivery_ids(event__in=queryset.values("pk"))
-        queue_and_report(request, self, ids, failed=True)
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/replay-failed/",
-                self.admin_site.admin_view(require_POST(self.replay_failed_view)),
-                name="receivers_event_replay_failed",
-            ),
-            *super().get_urls(),
-        ]
-
-    def replay_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not can_replay(request):
-            raise PermissionDenied
-        event = get_object_or_404(Event, pk=object_id)
-        count = queue_and_report(request, self, failed_delivery_ids(event=event), failed=True)
-        self.log_change(request, event, f"Replayed {deliveries_text(count, failed=True)}.")
-        return HttpResponseRedirect(reverse("admin:receivers_event_change", args=[event.pk]))
 
 
 def pretty_body(event: Event) -> str:

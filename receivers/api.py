@@ -1,9 +1,7 @@
-"""Management API for sources and the event history."""
+"""Management API for sources and the event history (subscriptions/api.py adds replays)."""
 
 import django_filters
-from rest_framework import mixins, status, viewsets
-from rest_framework.decorators import action
-from rest_framework.response import Response
+from rest_framework import mixins, viewsets
 
 from .models import Event, Source
 from .serializers import EventDetailSerializer, EventListSerializer, SourceSerializer
@@ -39,10 +37,3 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             # The list never needs the bodies: keep the page query light on big tables.
             queryset = queryset.defer("raw_body", "payload", "headers")
         return queryset
-
-    @action(detail=True, methods=["post"])
-    def replay(self, request, pk=None):
-        from subscriptions.services import replay_event
-
-        count = replay_event(self.get_object())
-        return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)

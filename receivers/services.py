@@ -1,7 +1,8 @@
 """Receiving: verify a request, store it as an Event, and answer what the platform expects.
 
 Store first, act later: the Event row is committed before the answer, and everything after
-it (fan-out, relays) starts from the database, so a broker outage never loses an event.
+it (fan-out, relays) starts from the database, so a broker outage never loses an event. Once
+a new event is stored, receivers.signals.event_stored says so to whoever listens.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
-from subscriptions.dispatch import announce_stored
-
 from .group_commit import Arrival, NewEvent, writer
 from .lookup import cached_source, find_source, forget_sources
-from .models import EventStatus, Source
+from .models import Event, EventStatus, Source
 from .providers import get_provider
 from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
+from .signals import event_stored
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def stored(verified: Verified, event_id: int | None) -> Outcome:
         # The platform retried or delivered twice: stored once, counted, answered the same.
         return success(verified.provider, None, duplicate=True)
     if not verified.event.is_test:
-        announce_stored(event_id)
+        event_stored.send(Event, event_id=event_id)
     return success(verified.provider, event_id, duplicate=False)
 
 

@@ -23,11 +23,10 @@ from django.db import IntegrityError, close_old_connections
 from django.http import HttpHeaders, HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
-from hub.middleware import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
-
 from .group_commit import MAX_BATCH, Pending, writer
 from .providers.base import CaseInsensitiveDict, Incoming
 from .services import Outcome, Verified, client_address, not_stored, receive, stored, verify
+from .unavailable import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Admin for subscriptions (pause, resume, rotate, test, health) and deliveries (replay).
+"""Admin for subscriptions (pause, resume, rotate, test, health) and deliveries (replay), and
+what relaying adds to receivers' event page: its deliveries and "Replay failed".
 
 Every button and action calls a service in operations.py or services.py; replays go to Celery
 and the page answers at once with a count.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -19,14 +21,9 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from receivers.admin import (
-    HistoryAdminMixin,
-    ScaledListMixin,
-    can_replay,
-    deliveries_text,
-    queue_and_report,
-)
-from receivers.models import mask
+from receivers import admin as receivers_admin
+from receivers.admin import HistoryAdminMixin, ScaledListMixin
+from receivers.models import Event, mask
 
 from . import operations
 from .models import HEALTH_FIELDS, OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
@@ -35,10 +32,105 @@ from .targets import TargetRefused, check_target
 
 BACKLOG_STATUSES = (*OPEN_STATUSES, DeliveryStatus.SENDING)
 EXCERPT_SHOWN = 300
+REPLAY_PERMISSION = "subscriptions.replay_delivery"
+LOG_CHUNK = 1000
 
 
 def ago(moment) -> str:
     return f"{timesince(moment)} ago" if moment else "never"
+
+
+# Replays, from any of the pages below -------------------------------------------------------
+
+
+def can_replay(request: HttpRequest) -> bool:
+    return request.user.has_perm(REPLAY_PERMISSION)
+
+
+class ReplayPermissionMixin:
+    """The `replay` permission of admin actions: subscriptions.replay_delivery."""
+
+    def has_replay_permission(self, request):
+        return can_replay(request)
+
+
+def deliveries_text(count: int, failed: bool = False) -> str:
+    noun = "delivery" if count == 1 else "deliveries"
+    return f"{count} {'failed ' if failed else ''}{noun}"
+
+
+def queue_and_report(
+    request: HttpRequest, model_admin: admin.ModelAdmin, ids: list[int], failed: bool = False
+) -> int:
+    """Hand the replay to Celery, record it per delivery in the admin log, say how many."""
+    count = operations.queue_replay(ids)
+    log_replays(request, ids)
+    model_admin.message_user(
+        request, f"Queued {deliveries_text(count, failed)} for replay.", messages.SUCCESS
+    )
+    return count
+
+
+def log_replays(request: HttpRequest, ids: list[int]) -> None:
+    for start in range(0, len(ids), LOG_CHUNK):
+        chunk = Delivery.objects.filter(pk__in=ids[start : start + LOG_CHUNK]).only(
+            "pk", "webhook_id", "subscription_id"
+        )
+        LogEntry.objects.log_actions(request.user.pk, chunk, CHANGE, "Replayed.")
+
+
+# Events: receivers' read-only history, plus each event's deliveries ---------------------------
+
+
+admin.site.unregister(Event)
+
+
+@admin.register(Event)
+class EventAdmin(ReplayPermissionMixin, receivers_admin.EventAdmin):
+    change_form_template = "admin/subscriptions/event/change_form.html"
+    actions = ["replay_failed_deliveries"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        event = self.get_object(request, object_id)
+        deliveries = []
+        if event is not None:
+            deliveries = list(
+                event.deliveries.select_related("subscription")
+                .prefetch_related("attempts")
+                .order_by("pk")
+            )
+        extra_context = {
+            **(extra_context or {}),
+            "deliveries": deliveries,
+            "failed_count": sum(d.status == DeliveryStatus.FAILED for d in deliveries),
+            "can_replay": can_replay(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(
+        description="Replay the failed deliveries of the selected events", permissions=["replay"]
+    )
+    def replay_failed_deliveries(self, request, queryset):
+        ids = failed_delivery_ids(event__in=queryset.values("pk"))
+        queue_and_report(request, self, ids, failed=True)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/replay-failed/",
+                self.admin_site.admin_view(require_POST(self.replay_failed_view)),
+                name="receivers_event_replay_failed",
+            ),
+            *super().get_urls(),
+        ]
+
+    def replay_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not can_replay(request):
+            raise PermissionDenied
+        event = get_object_or_404(Event, pk=object_id)
+        count = queue_and_report(request, self, failed_delivery_ids(event=event), failed=True)
+        self.log_change(request, event, f"Replayed {deliveries_text(count, failed=True)}.")
+        return HttpResponseRedirect(reverse("admin:receivers_event_change", args=[event.pk]))
 
 
 # Subscriptions ------------------------------------------------------------------------------
@@ -72,7 +164,7 @@ class SubscriptionForm(forms.ModelForm):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
     form = SubscriptionForm
     list_display = [
         "name",
@@ -139,9 +231,6 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     def get_changeform_initial_data(self, request):
         return {"event_types": ["*"], **super().get_changeform_initial_data(request)}
-
-    def has_replay_permission(self, request):
-        return can_replay(request)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -359,7 +448,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
+class DeliveryAdmin(ReplayPermissionMixin, HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "event_link",

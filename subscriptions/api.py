@@ -1,12 +1,23 @@
-"""Management API for subscriptions and deliveries."""
+"""Management API for subscriptions and deliveries, and the replay of an event."""
 
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from receivers import api as receivers_api
+
 from . import services
 from .models import Delivery, Subscription
 from .serializers import DeliverySerializer, SubscriptionSerializer
+
+
+class EventViewSet(receivers_api.EventViewSet):
+    """receivers' event history, plus `POST /events/<id>/replay/`."""
+
+    @action(detail=True, methods=["post"])
+    def replay(self, request, pk=None):
+        count = services.replay_event(self.get_object())
+        return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)
 
 
 class SubscriptionViewSet(viewsets.ModelViewSet):

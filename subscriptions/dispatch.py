@@ -19,7 +19,10 @@ import os
 import threading
 import time
 
+from celery import current_app
 from django.conf import settings
+
+from . import services, work
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +37,14 @@ _thread_pid: int | None = None
 _lock = threading.Lock()
 
 
+def on_event_stored(sender, event_id: int, **kwargs) -> None:
+    """receivers.signals.event_stored's receiver (connected in SubscriptionsConfig.ready)."""
+    announce_stored(event_id)
+
+
 def announce_stored(event_id: int) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        from .services import fan_out
-
-        fan_out([event_id])
+        services.fan_out([event_id])
         return
     _ensure_thread()
     _wanted.set()
@@ -111,9 +117,7 @@ def prepare() -> None:
     """Pay, before serving, what the first announcement would: finalizing the Celery app
     and loading the broker client took a web process about a second of CPU, and stalled the
     requests that came with it."""
-    from .tasks import fan_out_pending
-
-    fan_out_pending.app.finalize(auto=True)
+    current_app.finalize(auto=True)
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         _ensure_thread()
 
@@ -126,10 +130,8 @@ def make_gate() -> LocalGate | RedisGate:
 
 
 def publish_fan_out() -> bool:
-    from .tasks import fan_out_pending
-
     try:
-        fan_out_pending.apply_async(retry=False)
+        work.request(work.FAN_OUT_PENDING)
         return True
     except Exception as exc:  # noqa: BLE001 - any broker failure is handled by the sweep
         logger.warning("broker unavailable, stored events are left for the sweep: %s", exc)

@@ -18,10 +18,9 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from receivers.models import Event, Source
 
-from . import services
+from . import services, work
 from .models import Delivery, Subscription, generate_signing_secret
 from .targets import TargetRefused, check_target
-from .tasks import replay_deliveries_task
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +112,7 @@ def queue_replay(delivery_ids: Iterable[int]) -> int:
     ids = list(delivery_ids)
     for start in range(0, len(ids), REPLAY_CHUNK):
         try:
-            replay_deliveries_task.apply_async(
-                args=[ids[start : start + REPLAY_CHUNK]], retry=False
-            )
+            work.request(work.REPLAY_DELIVERIES, ids[start : start + REPLAY_CHUNK])
         except (BrokerError, OSError) as exc:
             # The database is the source of truth: marking the rest due now lets the sweep
             # send them once the broker is back.

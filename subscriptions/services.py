@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from receivers.models import Event, EventStatus
 
+from . import work
 from .models import (
     MAX_TIMEOUT_SECONDS,
     OPEN_STATUSES,
@@ -193,11 +194,9 @@ def wake(subscription_ids: Iterable[int]) -> None:
 
 
 def request_drains(subscription_ids: Iterable[int]) -> None:
-    from .tasks import drain_subscription_task
-
     for sub_id in subscription_ids:
         try:
-            drain_subscription_task.apply_async(args=[sub_id], retry=False)
+            work.request(work.DRAIN_SUBSCRIPTION, sub_id)
         except Exception as exc:  # noqa: BLE001 - the sweep requests it again
             logger.warning("could not request a drain of subscription %s: %s", sub_id, exc)
             return

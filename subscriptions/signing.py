@@ -1,26 +1,12 @@
-"""Standard Webhooks signatures for the hub's outbound requests (and its `standard` provider)."""
+"""Standard Webhooks signatures for the hub's outbound requests.
 
-import base64
-import hashlib
-import hmac
+The signing itself is the `standard` provider's (receivers.providers.standard), which verifies
+the same scheme on the way in.
+"""
 
-SECRET_PREFIX = "whsec_"
+from receivers.providers.standard import SECRET_PREFIX, secret_bytes, sign_v1
 
-
-def secret_bytes(secret: str) -> bytes:
-    """`whsec_<base64>` secrets sign with the decoded bytes; anything else with its UTF-8."""
-    if secret.startswith(SECRET_PREFIX):
-        try:
-            return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-        except ValueError:
-            pass
-    return secret.encode()
-
-
-def sign_v1(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    content = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_bytes(secret), content, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+__all__ = ["SECRET_PREFIX", "secret_bytes", "sign_v1", "signature_headers"]
 
 
 def signature_headers(

@@ -6,15 +6,15 @@ The replay request is the exception, and is acknowledged late.
 
 from celery import shared_task
 
-from . import services
+from . import services, work
 
 
-@shared_task(name="subscriptions.tasks.fan_out_pending", ignore_result=True)
+@shared_task(name=work.FAN_OUT_PENDING, ignore_result=True)
 def fan_out_pending() -> int:
     return services.fan_out_pending()
 
 
-@shared_task(name="subscriptions.tasks.drain_subscription", ignore_result=True)
+@shared_task(name=work.DRAIN_SUBSCRIPTION, ignore_result=True)
 def drain_subscription_task(subscription_id: int) -> int:
     return services.drain_subscription(subscription_id)
 
@@ -22,7 +22,7 @@ def drain_subscription_task(subscription_id: int) -> int:
 # A replay request exists only as this message: acknowledged once done, so that a worker that
 # dies first leaves it to another (the other tasks' work is in the database, see settings).
 @shared_task(
-    name="subscriptions.tasks.replay_deliveries",
+    name=work.REPLAY_DELIVERIES,
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -31,6 +31,6 @@ def replay_deliveries_task(delivery_ids: list[int]) -> int:
     return services.replay_deliveries(delivery_ids)
 
 
-@shared_task(name="subscriptions.tasks.sweep", ignore_result=True)
+@shared_task(name=work.SWEEP, ignore_result=True)
 def sweep() -> dict:
     return services.sweep()

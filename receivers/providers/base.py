@@ -1,7 +1,9 @@
 """What every provider module declares: how to verify a request and how to read an event.
 
 A provider never sees Django's request: it gets an `Incoming` (the exact raw body and the
-headers), so the same code verifies a live request, a test fixture and a benchmark.
+headers) and its source's options, so the same code verifies a live request, a test fixture and
+a benchmark. Providers import nothing else of the hub and no Django settings (pyproject.toml's
+import contracts).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from receivers.models import Source
+# Django's clock, so that a test freezing it freezes verification too; nothing else of Django.
+from django.utils import timezone
 
 
 class VerificationFailed(Exception):
@@ -46,6 +48,13 @@ class CaseInsensitiveDict(dict):
 
     def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
+
+
+class SourceOptions(Protocol):
+    """What a provider reads of its source (receivers.models.Source has it): the tolerance for
+    signed timestamps, and the options a provider declares for itself."""
+
+    tolerance_seconds: int
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ class Provider:
         self,
         incoming: Incoming,
         secrets: list[str],
-        source: Source,
+        source: SourceOptions,
         now: datetime | None = None,
     ) -> None:
         """Raise VerificationFailed unless the request is authentic under ANY of `secrets`.
@@ -98,7 +107,7 @@ class Provider:
     def parse(self, payload: Any, incoming: Incoming) -> ParsedEvent:
         raise NotImplementedError
 
-    def sign(self, body: bytes, secret: str, source: Source, now: datetime) -> SignedRequest:
+    def sign(self, body: bytes, secret: str, source: SourceOptions, now: datetime) -> SignedRequest:
         raise NotImplementedError
 
 
@@ -138,8 +147,10 @@ def unix_time(text: str | None, milliseconds: bool = False) -> int | float | Non
     return seconds
 
 
-def within_tolerance(timestamp: float, now: datetime, tolerance_seconds: int) -> bool:
-    """A signed timestamp (Unix seconds) no further than the tolerance from now, either way."""
+def within_tolerance(timestamp: float, now: datetime | None, tolerance_seconds: int) -> bool:
+    """A signed timestamp (Unix seconds) no further than the tolerance from now (None: the
+    current time), either way."""
+    now = now or timezone.now()
     return abs(now.timestamp() - timestamp) <= tolerance_seconds
 
 

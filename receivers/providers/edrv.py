@@ -11,8 +11,6 @@ request without the header is rejected.
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-
 from .base import (
     Incoming,
     ParsedEvent,
@@ -58,7 +56,7 @@ class Edrv(Provider):
             raise VerificationFailed(f"no t=<timestamp> in {HEADER}")
         if not candidates:
             raise VerificationFailed(f"no v1 signature in {HEADER}")
-        if not within_tolerance(seconds, now or timezone.now(), source.tolerance_seconds):
+        if not within_tolerance(seconds, now, source.tolerance_seconds):
             raise VerificationFailed("the signed timestamp is outside the tolerance")
         # eDRV's documentation shows the header but not the exact signed string. Stripe-style
         # `<t>.<raw body>` is the usual meaning of `t=...,v1=...` and the only form that binds

@@ -13,9 +13,7 @@ import base64
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from django.utils import timezone
+from typing import Any, Protocol
 
 from .base import (
     Incoming,
@@ -33,15 +31,24 @@ from .base import (
     within_tolerance,
 )
 
-if TYPE_CHECKING:
-    from receivers.models import Source
-
 ALGORITHMS = {"sha1", "sha256", "sha512"}
 PLACEHOLDER = re.compile(r"\{body\}|\{header:([^{}]+)\}")
 MAX_SIGNATURES = 5
 ID_FIELDS = ("id", "event_id", "eventId", "uuid")
 TYPE_FIELDS = ("type", "event", "eventType", "event_type")
 TIME_FIELDS = ("timestamp", "time", "created_at", "createdAt", "occurred_at")
+
+
+class HmacOptions(Protocol):
+    """The source's options this provider reads (receivers.models.Source has them)."""
+
+    tolerance_seconds: int
+    hmac_header: str
+    hmac_algorithm: str
+    hmac_encoding: str
+    hmac_prefix: str
+    hmac_template: str
+    hmac_timestamp_header: str
 
 
 class GenericHmac(Provider):
@@ -98,18 +105,18 @@ class GenericHmac(Provider):
         return SignedRequest(headers={**headers, source.hmac_header: source.hmac_prefix + text})
 
 
-def check_fresh(value: str | None, source: Source, now: datetime | None) -> None:
+def check_fresh(value: str | None, source: HmacOptions, now: datetime | None) -> None:
     """The sender's timestamp is within the source's tolerance: a captured request cannot be
     replayed later. (The template signs it, so it cannot be changed either.)"""
     name = source.hmac_timestamp_header
     seconds = unix_time((value or "").strip(), milliseconds=True)
     if seconds is None:
         raise VerificationFailed(f"no Unix timestamp in {name}")
-    if not within_tolerance(seconds, now or timezone.now(), source.tolerance_seconds):
+    if not within_tolerance(seconds, now, source.tolerance_seconds):
         raise VerificationFailed(f"{name} is outside the tolerance")
 
 
-def decode_signature(part: str, source: Source) -> bytes | None:
+def decode_signature(part: str, source: HmacOptions) -> bytes | None:
     value = part.strip()
     prefix = source.hmac_prefix.strip()
     if prefix:
@@ -147,7 +154,7 @@ def header_bytes(value: str) -> bytes:
         return value.encode()
 
 
-def template_headers(source: Source) -> list[str]:
+def template_headers(source: HmacOptions) -> list[str]:
     return named_headers(source.hmac_template)
 
 

@@ -14,8 +14,7 @@ from django.utils import timezone
 
 from receivers.group_commit import GroupCommit, NewEvent, insert_events
 from receivers.models import Event
-from receivers.tests.factories import SourceFactory
-from subscriptions.tests.factories import EventFactory
+from receivers.tests.factories import EventFactory, SourceFactory
 
 THREADS = 6
 # Generous: every wait in these tests ends on an event long before this, it only stops a

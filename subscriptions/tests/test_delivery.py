@@ -10,9 +10,10 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from receivers.models import EventStatus
+from receivers.tests.factories import EventFactory
 from subscriptions import services
 from subscriptions.models import Attempt, Delivery, DeliveryStatus, PayloadFormat
-from subscriptions.tests.factories import EventFactory, SubscriptionFactory
+from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
 pytestmark = pytest.mark.django_db

@@ -12,10 +12,11 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from conftest import redis_url
 from receivers.models import Event, EventStatus
+from receivers.tests.factories import EventFactory
 from subscriptions import dispatch, services
 from subscriptions.dispatch import LocalGate, RedisGate, make_gate, publish_fan_out
 from subscriptions.models import Delivery
-from subscriptions.tests.factories import EventFactory, SubscriptionFactory
+from subscriptions.tests.factories import SubscriptionFactory
 
 
 @pytest.fixture

@@ -11,16 +11,17 @@ import time
 from datetime import timedelta
 
 import pytest
+from celery import current_app as celery_app
 from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from hub.celery import app as celery_app
+from receivers.tests.factories import EventFactory
 from subscriptions import services, tasks
 from subscriptions.models import Attempt, Delivery, DeliveryStatus, Subscription
-from subscriptions.tests.factories import EventFactory, SubscriptionFactory
+from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import TestReceiver
 
 # Upper bound for anything the tests wait for; nothing is expected to take near this long.

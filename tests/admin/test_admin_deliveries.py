@@ -4,7 +4,7 @@ from django.urls import reverse
 from kombu.exceptions import OperationalError
 
 from receivers.models import Event
-from subscriptions import operations, services
+from subscriptions import services, tasks
 from subscriptions.models import Attempt, Delivery, DeliveryStatus
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ def queued(monkeypatch):
     """Record what would go to Celery instead of running it."""
     calls: list[list[int]] = []
     monkeypatch.setattr(
-        operations.replay_deliveries_task,
+        tasks.replay_deliveries_task,
         "apply_async",
         lambda args, **kwargs: calls.append(list(args[0])),
     )
@@ -125,7 +125,7 @@ def test_broker_down_marks_the_replay_for_the_sweep(
     def refuse(*args, **kwargs):
         raise OperationalError("broker down")
 
-    monkeypatch.setattr(operations.replay_deliveries_task, "apply_async", refuse)
+    monkeypatch.setattr(tasks.replay_deliveries_task, "apply_async", refuse)
     monkeypatch.setattr(services, "request_drains", lambda ids: None)
     response = admin_client.post(
         CHANGELIST,

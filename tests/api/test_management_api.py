@@ -10,8 +10,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from receivers.models import Source
+from receivers.tests.factories import EventFactory
 from subscriptions.models import Delivery, DeliveryStatus, Subscription
-from subscriptions.tests.factories import EventFactory, SubscriptionFactory
+from subscriptions.tests.factories import SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -18,9 +18,9 @@ from django.utils import timezone
 from conftest import missing
 from receivers.models import Event
 from receivers.providers import get_provider
-from receivers.tests.factories import source_with_secret
+from receivers.tests.factories import EventFactory, source_with_secret
 from subscriptions.models import Delivery, DeliveryStatus
-from subscriptions.tests.factories import EventFactory, SubscriptionFactory
+from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
 from .processes import HubProcesses, Redis
