@@ -7,7 +7,11 @@ missing; on a laptop without them it is skipped with the reason, so `make test` 
 import os
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 
 def services_required() -> bool:
@@ -39,3 +43,13 @@ def _services(request):
             redis.Redis.from_url(url, socket_connect_timeout=2).ping()
         except redis.RedisError as exc:
             missing(f"Redis at {url} is not answering: {exc}")
+
+
+@pytest.fixture
+def api(db) -> APIClient:
+    """The management API as a superuser with a token."""
+    user = get_user_model().objects.create_superuser("ops", password="pw-for-tests-only")
+    call_command("drf_create_token", "ops", verbosity=0)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
+    return client

@@ -201,6 +201,15 @@ class SecretInline(admin.TabularInline):
         return "expired"
 
 
+def provider_fieldsets() -> list[tuple[str, dict]]:
+    """One folded fieldset per provider with options of its own, from the registry."""
+    return [
+        (f"{provider.label} options", {"classes": ("collapse",), "fields": provider.options})
+        for provider in PROVIDERS.values()
+        if provider.options
+    ]
+
+
 def active_secrets(source: Source) -> list[SourceSecret]:
     now = timezone.now()
     return [s for s in source.secrets.all() if s.expires_at is None or s.expires_at > now]
@@ -230,20 +239,6 @@ class SourceAdmin(admin.ModelAdmin):
         "Verification",
         {"fields": ("verify_nothing", "allowed_ips", "tolerance_seconds")},
     )
-    hmac_fieldset = (
-        "Generic HMAC options",
-        {
-            "classes": ("collapse",),
-            "fields": (
-                "hmac_header",
-                "hmac_algorithm",
-                "hmac_encoding",
-                "hmac_prefix",
-                "hmac_template",
-                "hmac_timestamp_header",
-            ),
-        },
-    )
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("secrets")
@@ -253,13 +248,13 @@ class SourceAdmin(admin.ModelAdmin):
             return [
                 (None, {"fields": (*self.main_fields, "secret")}),
                 self.verification_fieldset,
-                self.hmac_fieldset,
+                *provider_fieldsets(),
             ]
         return [
             ("Receiving", {"fields": ("receive_url", "warning")}),
             (None, {"fields": self.main_fields}),
             self.verification_fieldset,
-            self.hmac_fieldset,
+            *provider_fieldsets(),
         ]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -459,7 +454,7 @@ def pretty_body(event: Event) -> str:
 
 def display_headers(event: Event) -> dict[str, str]:
     provider = PROVIDERS.get(event.source.provider)
-    named = (*(provider.secret_headers if provider else ()), event.source.hmac_header)
+    named = provider.credential_headers(event.source) if provider else ()
     looks_secret = tuple(
         name for name in event.headers if any(w in name.lower() for w in SENSITIVE_HEADER_WORDS)
     )

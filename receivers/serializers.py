@@ -1,7 +1,8 @@
+import copy
+
 from rest_framework import serializers
 
 from .models import VERIFICATION_FIELDS, Event, Source
-from .providers.generic_hmac import unsigned_timestamp_error
 from .sources import create_source, receive_url, replace_secrets
 
 
@@ -38,16 +39,14 @@ class SourceSerializer(serializers.ModelSerializer):
         return [secret.masked for secret in source.secrets.active()]
 
     def validate(self, attrs):
-        provider = attrs.get("provider", getattr(self.instance, "provider", None))
-        header = attrs.get("hmac_header", getattr(self.instance, "hmac_header", ""))
-        if provider == "hmac" and not header:
-            raise serializers.ValidationError({"hmac_header": "The hmac provider needs a header."})
-        error = unsigned_timestamp_error(
-            attrs.get("hmac_template", getattr(self.instance, "hmac_template", "{body}")),
-            attrs.get("hmac_timestamp_header", getattr(self.instance, "hmac_timestamp_header", "")),
-        )
-        if error:
-            raise serializers.ValidationError({"hmac_timestamp_header": error})
+        # The provider judges its options, on the source as it would be saved.
+        candidate = copy.copy(self.instance) if self.instance is not None else Source()
+        for name, value in attrs.items():
+            if name != "secrets":
+                setattr(candidate, name, value)
+        errors = candidate.option_errors()
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
     def create(self, validated_data):

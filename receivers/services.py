@@ -147,7 +147,7 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
     except BadPayload as exc:
         return Outcome(400, {"error": str(exc)})
 
-    secret_headers = provider.secret_headers + ((source.hmac_header,) if source.hmac_header else ())
+    secret_headers = provider.credential_headers(source)
     event = NewEvent(
         source_id=source.pk,
         external_id=(parsed.external_id or hashlib.sha256(incoming.body).hexdigest())[:255],

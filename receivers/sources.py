@@ -10,29 +10,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from .lookup import forget_sources
-from .models import Provider, Source, SourceSecret, generate_secret
+from .models import Source, SourceSecret, generate_secret
+from .providers import get_provider
 
-# Providers whose requests carry something a secret can check (a signature, an API key or
-# the generic HMAC). The others document nothing, so only a secret of ours can protect them.
-SIGNED_PROVIDERS = frozenset(
-    {
-        Provider.GRIDX,
-        Provider.JEDLIX,
-        Provider.IDEAVATE,
-        Provider.EDRV,
-        Provider.STANDARD,
-        Provider.HMAC,
-    }
-)
-# Openvolt signs nothing: the hub checks a token in the query string (or a Basic password).
-URL_TOKEN_PROVIDERS = frozenset({Provider.OPENVOLT})
 ROTATION_GRACE_HOURS = 72
 
 
 def add_secret(source: Source, value: str | None = None) -> str:
     """Give a source one more active secret (generated unless given); returns the plaintext."""
     if not value:
-        value = generate_secret(url_safe=source.provider in URL_TOKEN_PROVIDERS)
+        value = generate_secret(url_safe=get_provider(source.provider).url_token)
     return SourceSecret.objects.create(source=source, value=value).value
 
 
@@ -83,7 +70,7 @@ def receive_url(source: Source, secret: str | None = None) -> str:
     """The URL to give the platform; with the secret for providers that read it from the URL."""
     # The same form as the CloudEvents `source` of relayed events (payloads.cloudevent).
     url = f"{settings.HUB_PUBLIC_URL}/hooks/{source.slug}/"
-    if secret and source.provider in URL_TOKEN_PROVIDERS:
+    if secret and get_provider(source.provider).url_token:
         url += "?" + urlencode({"token": secret})
     return url
 
@@ -94,9 +81,10 @@ def verification_warning(source: Source, active_secrets: int) -> str:
         return "Verifies nothing: every request to this URL is accepted."
     if not active_secrets:
         return "No active secret: every request is refused until one is added."
-    if source.provider not in SIGNED_PROVIDERS and not source.allowed_ips.strip():
+    provider = get_provider(source.provider)
+    if provider.url_token and not source.allowed_ips.strip():
         return (
-            f"{source.get_provider_display()} signs nothing: only the token in the URL is "
+            f"{provider.label} signs nothing: only the token in the URL is "
             "checked, never the body. Add an IP allow list."
         )
     return ""

@@ -84,11 +84,34 @@ class SignedRequest:
 
 
 class Provider:
+    """One platform, described by its class: the rest of the hub reads these facts from the
+    registry (receivers.providers.PROVIDERS) and keeps no list of its own."""
+
+    # The registry key, stored as Source.provider.
     name: str = ""
+    # What the admin and the API show.
+    label: str = ""
+    # A signature covers the raw body. False: only the sender is authenticated (an API key, a
+    # token), so a tampered body cannot be caught.
+    signs_body: bool = True
+    # The secret travels in the URL as ?token=: generated URL-safe and shown in the receive URL.
+    url_token: bool = False
+    # A signed timestamp is checked against the source's tolerance_seconds.
+    signs_timestamp: bool = False
+    # The source's fields this provider reads besides its secrets (the admin groups them).
+    options: tuple[str, ...] = ()
     # Headers whose values could authenticate a request: stored masked.
     secret_headers: tuple[str, ...] = ()
-    # eDRV wants an empty 200; most platforms accept a small JSON answer.
+    # The answer to a stored event is an empty 200 (eDRV asks for it), not a small JSON body.
     empty_success_body: bool = False
+
+    def credential_headers(self, source: SourceOptions) -> tuple[str, ...]:
+        """The headers of a request to this source that could authenticate it."""
+        return self.secret_headers
+
+    def option_errors(self, source: SourceOptions) -> dict[str, str]:
+        """Why the source's options cannot work, by field name; empty when they can."""
+        return {}
 
     def verify(
         self,

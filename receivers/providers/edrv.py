@@ -31,6 +31,8 @@ MAX_SIGNATURES = 5
 
 class Edrv(Provider):
     name = "edrv"
+    label = "eDRV"
+    signs_timestamp = True
     secret_headers = (HEADER,)
     empty_success_body = True
 

@@ -53,8 +53,31 @@ class HmacOptions(Protocol):
 
 class GenericHmac(Provider):
     name = "hmac"
-    # The source's own header is added to the masked ones by the receive service.
-    secret_headers = ()
+    label = "Generic HMAC"
+    # When the source names a timestamp header (hmac_timestamp_header).
+    signs_timestamp = True
+    options = (
+        "hmac_header",
+        "hmac_algorithm",
+        "hmac_encoding",
+        "hmac_prefix",
+        "hmac_template",
+        "hmac_timestamp_header",
+    )
+
+    def credential_headers(self, source: HmacOptions) -> tuple[str, ...]:
+        return (source.hmac_header,) if source.hmac_header else ()
+
+    def option_errors(self, source: HmacOptions) -> dict[str, str]:
+        errors = {}
+        if not source.hmac_header:
+            errors["hmac_header"] = "The hmac provider needs a header."
+        timestamp_error = unsigned_timestamp_error(
+            source.hmac_template, source.hmac_timestamp_header
+        )
+        if timestamp_error:
+            errors["hmac_timestamp_header"] = timestamp_error
+        return errors
 
     def verify(
         self, incoming: Incoming, secrets: list[str], source, now: datetime | None = None

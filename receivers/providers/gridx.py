@@ -30,6 +30,7 @@ TEST_TYPES = {"ping"}
 
 class GridX(Provider):
     name = "gridx"
+    label = "gridX / XENON"
     secret_headers = (HEADER,)
 
     def verify(

@@ -24,6 +24,7 @@ HEADER = "X-Signature"
 
 class Ideavate(Provider):
     name = "ideavate"
+    label = "Ideavate"
     secret_headers = (HEADER,)
 
     def verify(

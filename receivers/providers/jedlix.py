@@ -27,6 +27,9 @@ SCHEME = "basic"
 
 class Jedlix(Provider):
     name = "jedlix"
+    label = "Jedlix"
+    # The API key authenticates the sender; nothing covers the body.
+    signs_body = False
     secret_headers = (HEADER,)
 
     def verify(

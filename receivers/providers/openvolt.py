@@ -25,6 +25,10 @@ HEADER = "Authorization"
 
 class Openvolt(Provider):
     name = "openvolt"
+    label = "Openvolt"
+    # Nothing is signed: a token of ours in the URL (or a Basic password) is checked.
+    signs_body = False
+    url_token = True
     secret_headers = (HEADER,)
 
     def verify(

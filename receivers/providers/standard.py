@@ -45,6 +45,8 @@ TYPE_FIELDS = ("type", "event", "eventType")
 
 class StandardWebhooks(Provider):
     name = "standard"
+    label = "Standard Webhooks"
+    signs_timestamp = True
     secret_headers = (SIGNATURE_HEADER,)
 
     def verify(

@@ -1,9 +1,25 @@
+"""factory_boy factories for receiving's models, and the one way tests make a source."""
+
+from __future__ import annotations
+
 import json
 
 import factory
 from django.utils import timezone
 
-from receivers.models import Event, Provider, Source, SourceSecret
+from receivers.models import Event, Source, SourceSecret, generate_secret
+
+# Options that make a provider's source work, for providers that read options of their own.
+# The generic HMAC one is GitHub-like and also signs a timestamp header, to exercise the template.
+HMAC_OPTIONS = {
+    "hmac_header": "X-Acme-Signature",
+    "hmac_algorithm": "sha256",
+    "hmac_encoding": "base64",
+    "hmac_prefix": "sha256=",
+    "hmac_template": "{header:X-Acme-Timestamp}.{body}",
+    "hmac_timestamp_header": "X-Acme-Timestamp",
+}
+PROVIDER_OPTIONS = {"hmac": HMAC_OPTIONS}
 
 
 class SourceFactory(factory.django.DjangoModelFactory):
@@ -11,7 +27,7 @@ class SourceFactory(factory.django.DjangoModelFactory):
         model = Source
 
     slug = factory.Sequence(lambda n: f"source-{n}")
-    provider = Provider.GRIDX
+    provider = "gridx"
 
 
 class SecretFactory(factory.django.DjangoModelFactory):
@@ -22,10 +38,13 @@ class SecretFactory(factory.django.DjangoModelFactory):
     value = factory.Sequence(lambda n: f"whsec_test-secret-number-{n:04d}")
 
 
-def source_with_secret(provider: str = Provider.GRIDX, secret: str | None = None, **kwargs):
-    source = SourceFactory(provider=provider, **kwargs)
-    SecretFactory(source=source, **({"value": secret} if secret else {}))
-    return source
+def make_source(provider: str = "gridx", secrets: int = 1, **fields) -> tuple[Source, list[str]]:
+    """A source that works for its provider, with `secrets` generated secrets (returned too)."""
+    source = SourceFactory(provider=provider, **{**PROVIDER_OPTIONS.get(provider, {}), **fields})
+    values = [generate_secret() for _ in range(secrets)]
+    for value in values:
+        SecretFactory(source=source, value=value)
+    return source, values
 
 
 class EventFactory(factory.django.DjangoModelFactory):

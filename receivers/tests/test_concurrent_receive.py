@@ -11,7 +11,7 @@ from receivers.models import Event
 from receivers.providers import get_provider
 from receivers.providers.base import CaseInsensitiveDict, Incoming
 from receivers.services import receive
-from receivers.tests.factories import source_with_secret
+from receivers.tests.factories import make_source
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -19,7 +19,7 @@ SENDERS = 8
 
 
 def test_concurrent_identical_deliveries_store_one_row():
-    source = source_with_secret("gridx")
+    source, _ = make_source("gridx")
     body = json.dumps({"id": "same-event", "type": "ev/plugged", "data": {}}).encode()
     signed = get_provider("gridx").sign(body, source.secrets.get().value, source, timezone.now())
     incoming = Incoming(body=body, headers=CaseInsensitiveDict(signed.headers))

@@ -24,8 +24,8 @@ from django.test import Client, RequestFactory, override_settings
 from hub.wsgi import application
 from receivers.lookup import forget_sources
 from receivers.models import Event
-from receivers.tests.test_providers import make_source, sign
-from receivers.tests.test_receive_endpoint import GRIDX_EVENT, gridx_body
+from receivers.tests.factories import make_source
+from receivers.tests.webhooks import GRIDX_EVENT, gridx_body, sign
 from receivers.unavailable import UNAVAILABLE_BODY
 from receivers.views import SERVER_ERROR
 

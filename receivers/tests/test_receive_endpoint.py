@@ -19,29 +19,17 @@ from receivers.models import Event
 from receivers.providers import PROVIDERS
 from receivers.providers.base import BadPayload
 from receivers.services import client_address, load_json
-from receivers.tests.factories import SecretFactory, SourceFactory
-from receivers.tests.test_providers import (
-    HMAC_OPTIONS,
+from receivers.tests.factories import PROVIDER_OPTIONS, SecretFactory, SourceFactory, make_source
+from receivers.tests.webhooks import (
+    GRIDX_EVENT,
     fixture_of,
-    make_source,
+    gridx_body,
     new_secret,
     post,
     sign,
 )
 
 pytestmark = pytest.mark.django_db
-
-GRIDX_EVENT = {
-    "id": "9a8b7c6d-0000-4000-8000-000000000001",
-    "specVersion": "1.0",
-    "source": "/systems/s-1",
-    "time": "2026-03-02T08:15:30Z",
-    "data": {},
-}
-
-
-def gridx_body(**fields) -> bytes:
-    return json.dumps({**GRIDX_EVENT, "type": "appliance/online", **fields}).encode()
 
 
 def post_signed(client, source, secret: str, body: bytes, path: str = "", **meta):
@@ -218,8 +206,7 @@ def test_verify_nothing_source_accepts_unsigned_requests(client, provider):
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
 def test_source_without_an_active_secret_is_never_open(client, provider):
-    options = HMAC_OPTIONS if provider == "hmac" else {}
-    source = SourceFactory(provider=provider, **options)
+    source = SourceFactory(provider=provider, **PROVIDER_OPTIONS.get(provider, {}))
     body = fixture_of(provider)
     assert post(client, source, body).status_code == 401
     assert post(client, source, body, sign(source, body, new_secret(provider))).status_code == 401

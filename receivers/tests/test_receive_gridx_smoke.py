@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from receivers.models import Event
 from receivers.providers import get_provider
-from receivers.tests.factories import source_with_secret
+from receivers.tests.factories import make_source
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ def post_signed(client, source, body: bytes, path: str = ""):
 
 
 def test_gridx_event_is_stored_once(client):
-    source = source_with_secret("gridx")
+    source, _ = make_source("gridx")
     body = json.dumps(
         {
             "id": "e-1",

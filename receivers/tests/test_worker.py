@@ -21,8 +21,8 @@ from hub.wsgi import application
 from receivers.group_commit import writer
 from receivers.lookup import cached_source, forget_sources
 from receivers.models import Event, Source
-from receivers.tests.test_providers import make_source, sign
-from receivers.tests.test_receive_endpoint import gridx_body
+from receivers.tests.factories import make_source
+from receivers.tests.webhooks import gridx_body, sign
 from receivers.worker import PEEK_BYTES, whole_request
 
 BODY = b'{"id": "1"}'

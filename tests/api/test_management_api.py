@@ -3,10 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from receivers.models import Source
@@ -15,15 +12,6 @@ from subscriptions.models import Delivery, DeliveryStatus, Subscription
 from subscriptions.tests.factories import SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def api() -> APIClient:
-    user = get_user_model().objects.create_superuser("ops", password="pw-for-tests-only")
-    call_command("drf_create_token", "ops", verbosity=0)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
-    return client
 
 
 def test_anonymous_requests_are_refused():

@@ -18,7 +18,8 @@ from django.utils import timezone
 from conftest import missing
 from receivers.models import Event
 from receivers.providers import get_provider
-from receivers.tests.factories import EventFactory, source_with_secret
+from receivers.tests.factories import EventFactory, make_source
+from receivers.tests.webhooks import gridx_body
 from subscriptions.models import Delivery, DeliveryStatus
 from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
@@ -52,19 +53,6 @@ def hub(redis, logs):
         print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-30:]))
 
 
-def gridx_body() -> bytes:
-    return json.dumps(
-        {
-            "id": str(uuid.uuid4()),
-            "type": "appliance/online",
-            "time": timezone.now().isoformat(),
-            "specVersion": "1.0",
-            "source": "/systems/1",
-            "data": {"applianceId": "a-1"},
-        }
-    ).encode()
-
-
 def send(hub: HubProcesses, source, body: bytes) -> httpx.Response:
     secret = source.secrets.first().value
     signed = get_provider("gridx").sign(body, secret, source, timezone.now())
@@ -93,11 +81,11 @@ def test_worker_killed_mid_delivery_completes_later(hub):
     with TestReceiver() as receiver:
         # The first request hangs: the worker is killed while it waits for the answer.
         receiver.answers = [Answer(delay=30)]
-        source = source_with_secret("gridx")
+        source, _ = make_source("gridx")
         SubscriptionFactory(url=receiver.url, timeout_seconds=20)
         hub.start_web()
         hub.start_worker()
-        assert send(hub, source, gridx_body()).status_code == 200
+        assert send(hub, source, gridx_body(id=str(uuid.uuid4()))).status_code == 200
         receiver.wait_for(1, timeout=30)
         assert Delivery.objects.get().status == DeliveryStatus.SENDING
         hub.kill_worker()
@@ -113,15 +101,15 @@ def test_worker_killed_mid_delivery_completes_later(hub):
 
 def test_redis_down_while_events_arrive_then_everything_is_delivered(hub, redis):
     with TestReceiver() as receiver:
-        source = source_with_secret("gridx")
+        source, _ = make_source("gridx")
         SubscriptionFactory(url=receiver.url)
         hub.start_web()
         hub.start_worker()
-        assert send(hub, source, gridx_body()).status_code == 200
+        assert send(hub, source, gridx_body(id=str(uuid.uuid4()))).status_code == 200
         wait_until(all_delivered(1), 30, "the first delivery")
 
         redis.stop()
-        answers = [send(hub, source, gridx_body()) for _ in range(20)]
+        answers = [send(hub, source, gridx_body(id=str(uuid.uuid4()))) for _ in range(20)]
         assert [a.status_code for a in answers] == [200] * 20
         assert Event.objects.count() == 21
 
