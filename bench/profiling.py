@@ -146,15 +146,15 @@ RECEIVE_KEYS = [
     ("all SQL execution (cursor)", "psycopg/cursor.py", "execute"),
 ]
 DRAIN_KEYS = [
-    ("claim_subscription", "subscriptions/services.py", "claim_subscription"),
-    ("claim_due", "subscriptions/services.py", "claim_due"),
-    ("build_request (render + sign)", "subscriptions/services.py", "build_request"),
-    ("post (the HTTP request)", "subscriptions/services.py", "post"),
-    ("apply_result", "subscriptions/services.py", "apply_result"),
-    ("record (save the batch)", "subscriptions/services.py", "record"),
-    ("  of which save_outcomes", "subscriptions/services.py", "save_outcomes"),
+    ("claim_subscription", "subscriptions/services/drain.py", "claim_subscription"),
+    ("claim_due", "subscriptions/services/drain.py", "claim_due"),
+    ("build_request (render + sign)", "subscriptions/payloads.py", "build_request"),
+    ("post (the HTTP request)", "subscriptions/sender.py", "post"),
+    ("apply_result", "subscriptions/services/outcomes.py", "apply_result"),
+    ("record (save the batch)", "subscriptions/services/outcomes.py", "record"),
+    ("  of which save_outcomes", "subscriptions/services/outcomes.py", "save_outcomes"),
     ("  of which QuerySet.bulk_create", "django/db/models/query.py", "bulk_create"),
-    ("has_due", "subscriptions/services.py", "has_due"),
+    ("has_due", "subscriptions/selectors.py", "has_due"),
     ("all SQL execution (cursor)", "django/db/backends/utils.py", "execute"),
 ]
 
@@ -190,8 +190,8 @@ def census(target_base: str | None) -> dict:
     from django.test.utils import CaptureQueriesContext
 
     from receivers.models import Event
-    from subscriptions import services
     from subscriptions.models import Subscription
+    from subscriptions.services import drain, fanout
 
     n_receive, n_fan = 200, 300
     pool_path = Path(hubdb.__file__).parent / ".work" / "pools" / "census.txt"
@@ -245,7 +245,7 @@ def census(target_base: str | None) -> dict:
         ids = list(Event.objects.values_list("pk", flat=True))
         with CaptureQueriesContext(connection) as ctx:
             started = time.perf_counter()
-            made = services.fan_out(ids)
+            made = fanout.fan_out(ids)
             fan_out_ms = (time.perf_counter() - started) * 1000
         out["fan_out"] = {
             "events": len(ids),
@@ -257,7 +257,7 @@ def census(target_base: str | None) -> dict:
         drains = []
         with CaptureQueriesContext(connection) as ctx:
             started = time.perf_counter()
-            sent = services.drain_subscription(subs[0].pk)
+            sent = drain.drain_subscription(subs[0].pk)
             ms = (time.perf_counter() - started) * 1000
         kinds = Counter(q["sql"].split()[0] for q in ctx.captured_queries)
         drains.append(
@@ -272,7 +272,7 @@ def census(target_base: str | None) -> dict:
         out["drains"] = drains
         profiler = cProfile.Profile()
         profiler.enable()
-        sent = services.drain_subscription(subs[1].pk)
+        sent = drain.drain_subscription(subs[1].pk)
         profiler.disable()
         out["drain_profile"] = {"sent": sent, "breakdown": breakdown(profiler, DRAIN_KEYS, sent)}
         hubdb.clear_events()

@@ -1,8 +1,8 @@
 """Admin for subscriptions (pause, resume, rotate, test, health) and deliveries (replay), and
 what relaying adds to receivers' event page: its deliveries and "Replay failed".
 
-Every button and action calls a service in operations.py or services.py; replays go to Celery
-and the page answers at once with a count.
+Every button and action calls a service (subscriptions/services/); replays go to Celery and
+the page answers at once with a count.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -25,12 +23,13 @@ from receivers import admin as receivers_admin
 from receivers.admin import HistoryAdminMixin, ScaledListMixin
 from receivers.models import Event, mask
 
-from . import operations
-from .models import HEALTH_FIELDS, OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
-from .services import Result, failed_delivery_ids
+from . import selectors
+from .models import HEALTH_FIELDS, Attempt, Delivery, DeliveryStatus, Subscription
+from .selectors import failed_delivery_ids
+from .sender import Result
+from .services import controls, replay
 from .targets import TargetRefused, check_target
 
-BACKLOG_STATUSES = (*OPEN_STATUSES, DeliveryStatus.SENDING)
 EXCERPT_SHOWN = 300
 REPLAY_PERMISSION = "subscriptions.replay_delivery"
 LOG_CHUNK = 1000
@@ -63,7 +62,7 @@ def queue_and_report(
     request: HttpRequest, model_admin: admin.ModelAdmin, ids: list[int], failed: bool = False
 ) -> int:
     """Hand the replay to Celery, record it per delivery in the admin log, say how many."""
-    count = operations.queue_replay(ids)
+    count = replay.queue_replay(ids)
     log_replays(request, ids)
     model_admin.message_user(
         request, f"Queued {deliveries_text(count, failed)} for replay.", messages.SUCCESS
@@ -92,13 +91,7 @@ class EventAdmin(ReplayPermissionMixin, receivers_admin.EventAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         event = self.get_object(request, object_id)
-        deliveries = []
-        if event is not None:
-            deliveries = list(
-                event.deliveries.select_related("subscription")
-                .prefetch_related("attempts")
-                .order_by("pk")
-            )
+        deliveries = selectors.event_deliveries(event) if event is not None else []
         extra_context = {
             **(extra_context or {}),
             "deliveries": deliveries,
@@ -215,14 +208,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        open_count = (
-            Delivery.objects.filter(subscription=OuterRef("pk"), status__in=BACKLOG_STATUSES)
-            .order_by()
-            .values("subscription")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
-        return super().get_queryset(request).annotate(open_count=Coalesce(Subquery(open_count), 0))
+        return selectors.with_backlog(super().get_queryset(request))
 
     def get_fieldsets(self, request, obj=None):
         # Health first on an existing subscription: it is what an operator comes to see.
@@ -293,11 +279,11 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
     # Operations: the actions on the list and the buttons on the page share these.
 
     def do_pause(self, request: HttpRequest, queryset) -> None:
-        count = operations.pause(queryset, reason=f"Paused by {request.user} in the admin.")
+        count = controls.pause(queryset, reason=f"Paused by {request.user} in the admin.")
         self.message_user(request, f"Paused {count} subscription(s).", messages.SUCCESS)
 
     def do_resume(self, request: HttpRequest, queryset) -> None:
-        count = operations.resume(queryset)
+        count = controls.resume(queryset)
         self.message_user(
             request,
             f"Resumed {count} subscription(s); waiting deliveries go first.",
@@ -305,8 +291,8 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         )
 
     def do_rotate(self, request: HttpRequest, sub: Subscription) -> None:
-        hours = operations.SIGNING_GRACE_HOURS
-        secret = operations.rotate_signing_secret(sub, grace_hours=hours)
+        hours = controls.SIGNING_GRACE_HOURS
+        secret = controls.rotate_signing_secret(sub, grace_hours=hours)
         self.log_change(
             request, sub, f"Rotated the signing secret; the previous one signs for {hours} hours."
         )
@@ -323,7 +309,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         )
 
     def do_test(self, request: HttpRequest, sub: Subscription) -> None:
-        result = operations.send_test_event(sub)
+        result = controls.send_test_event(sub)
         self.message_user(request, describe_test(sub, result), result_level(result))
 
     def do_replay_failed(self, request: HttpRequest, sub: Subscription) -> int:
@@ -390,7 +376,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         sub = self.get_object(request, object_id)
-        failed = sub.deliveries.filter(status=DeliveryStatus.FAILED).count() if sub else 0
+        failed = selectors.failed_count(sub) if sub else 0
         extra_context = {
             **(extra_context or {}),
             "can_replay": can_replay(request),

@@ -6,9 +6,9 @@ from rest_framework.response import Response
 
 from receivers import api as receivers_api
 
-from . import services
 from .models import Delivery, Subscription
 from .serializers import DeliverySerializer, SubscriptionSerializer
+from .services.replay import replay_deliveries, replay_event
 
 
 class EventViewSet(receivers_api.EventViewSet):
@@ -16,7 +16,7 @@ class EventViewSet(receivers_api.EventViewSet):
 
     @action(detail=True, methods=["post"])
     def replay(self, request, pk=None):
-        count = services.replay_event(self.get_object())
+        count = replay_event(self.get_object())
         return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -33,5 +33,5 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @action(detail=True, methods=["post"])
     def replay(self, request, pk=None):
-        count = services.replay_deliveries([self.get_object().pk])
+        count = replay_deliveries([self.get_object().pk])
         return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)

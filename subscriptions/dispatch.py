@@ -22,7 +22,8 @@ import time
 from celery import current_app
 from django.conf import settings
 
-from . import services, work
+from . import work
+from .services import fanout
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def on_event_stored(sender, event_id: int, **kwargs) -> None:
 
 def announce_stored(event_id: int) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        services.fan_out([event_id])
+        fanout.fan_out([event_id])
         return
     _ensure_thread()
     _wanted.set()

@@ -1,12 +1,17 @@
-"""The body a subscriber receives: the original bytes, or one CloudEvents 1.0 envelope."""
+"""What a subscriber receives: the original bytes or one CloudEvents 1.0 envelope, with the
+hub's headers and Standard Webhooks signatures."""
 
 import json
+from datetime import datetime
 
 from django.conf import settings
 
 from receivers.models import Event
 
-from .models import PayloadFormat, Subscription
+from .models import Delivery, PayloadFormat, Subscription
+from .signing import signature_headers
+
+USER_AGENT = "hub-webhooks/1.0"
 
 
 def content_type_of(event: Event) -> str:
@@ -34,3 +39,21 @@ def render(event: Event, subscription: Subscription, source_slug: str) -> tuple[
         body = json.dumps(cloudevent(event, source_slug), separators=(",", ":")).encode()
         return body, "application/cloudevents+json"
     return bytes(event.raw_body), content_type_of(event)
+
+
+def build_request(delivery: Delivery, sub: Subscription, now: datetime) -> tuple[bytes, dict]:
+    event = delivery.event
+    body, content_type = render(event, sub, event.source.slug)
+    headers = {str(k): str(v) for k, v in (sub.headers or {}).items()}
+    headers.update(
+        {
+            "content-type": content_type,
+            "user-agent": USER_AGENT,
+            "x-hub-event-type": event.type,
+            "x-hub-source": event.source.slug,
+        }
+    )
+    headers.update(
+        signature_headers(sub.signing_secrets(now), delivery.webhook_id, int(now.timestamp()), body)
+    )
+    return body, headers

@@ -13,11 +13,18 @@ import functools
 import http.client
 import select
 import ssl
+import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
+from .models import MAX_TIMEOUT_SECONDS
+
 EXCERPT_BYTES = 4096
+MAX_RETRY_AFTER = 86400
+TRANSIENT_CODES = {408, 429}
 # Idle connections kept per worker thread; the oldest is closed beyond this.
 MAX_CONNECTIONS = 50
 # A reused connection that fails with one of these before any answer arrived was most likely
@@ -55,7 +62,7 @@ def tls_context() -> ssl.SSLContext:
 
 
 class Sender:
-    """Not thread-safe: each worker thread has its own (services.http_client)."""
+    """Not thread-safe: each worker thread has its own (http_client)."""
 
     def __init__(self) -> None:
         self.connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
@@ -137,3 +144,84 @@ class Sender:
     def close_all(self) -> None:
         for key in list(self.connections):
             self.close(key)
+
+
+# One attempt, as the delivery services see it ------------------------------------------------
+
+
+@dataclass
+class Result:
+    status_code: int | None
+    duration_ms: int
+    excerpt: str
+    error: str
+    retry_after: int | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def network_failure(self) -> bool:
+        return self.status_code is None
+
+    @property
+    def transient(self) -> bool:
+        code = self.status_code
+        return code is None or code in TRANSIENT_CODES or 500 <= code < 600
+
+
+_local = threading.local()
+
+
+def http_client() -> Sender:
+    """One sender per worker thread, kept for its life, so connections to a subscriber stay
+    alive between deliveries."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = Sender()
+        _local.client = client
+    return client
+
+
+def post(
+    client: Sender,
+    url: str,
+    body: bytes,
+    headers: dict,
+    now: datetime,
+    timeout: float = MAX_TIMEOUT_SECONDS,
+) -> Result:
+    started = time.perf_counter()
+    try:
+        answer = client.post(url, body, headers, timeout)
+    except Timeout:
+        return Result(None, elapsed_ms(started), "", "timed out")
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        return Result(None, elapsed_ms(started), "", f"{exc.__class__.__name__}: {exc}"[:500])
+    error = "redirects are not followed" if 300 <= answer.status < 400 else ""
+    return Result(
+        answer.status,
+        elapsed_ms(started),
+        answer.content.decode("utf-8", "replace"),
+        error,
+        retry_after_seconds(answer.retry_after, now),
+    )
+
+
+def elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> int | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        try:
+            seconds = int((parsedate_to_datetime(value) - now).total_seconds())
+        except (TypeError, ValueError):
+            return None
+    return max(1, min(seconds, MAX_RETRY_AFTER))

@@ -1,22 +1,24 @@
 """Thin Celery tasks: each claims its work in the database and calls a service.
 
-Losing any of these messages loses nothing: `sweep` finds the same work in the database.
+Losing any of these messages loses nothing: the sweep finds the same work in the database.
 The replay request is the exception, and is acknowledged late.
 """
 
 from celery import shared_task
 
-from . import services, work
+from . import work
+from .services import drain, fanout, replay
+from .services.sweep import sweep as run_sweep
 
 
 @shared_task(name=work.FAN_OUT_PENDING, ignore_result=True)
 def fan_out_pending() -> int:
-    return services.fan_out_pending()
+    return fanout.fan_out_pending()
 
 
 @shared_task(name=work.DRAIN_SUBSCRIPTION, ignore_result=True)
 def drain_subscription_task(subscription_id: int) -> int:
-    return services.drain_subscription(subscription_id)
+    return drain.drain_subscription(subscription_id)
 
 
 # A replay request exists only as this message: acknowledged once done, so that a worker that
@@ -28,9 +30,9 @@ def drain_subscription_task(subscription_id: int) -> int:
     reject_on_worker_lost=True,
 )
 def replay_deliveries_task(delivery_ids: list[int]) -> int:
-    return services.replay_deliveries(delivery_ids)
+    return replay.replay_deliveries(delivery_ids)
 
 
 @shared_task(name=work.SWEEP, ignore_result=True)
 def sweep() -> dict:
-    return services.sweep()
+    return run_sweep()

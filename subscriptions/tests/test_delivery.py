@@ -11,8 +11,9 @@ from standardwebhooks.webhooks import Webhook
 
 from receivers.models import EventStatus
 from receivers.tests.factories import EventFactory
-from subscriptions import services
+from subscriptions import sender, targets
 from subscriptions.models import Attempt, Delivery, DeliveryStatus, PayloadFormat
+from subscriptions.services import controls, drain, fanout, outcomes, replay, sweep
 from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
@@ -26,9 +27,9 @@ def receiver():
 
 
 def deliver(event, *subs):
-    services.fan_out([event.pk])
+    fanout.fan_out([event.pk])
     for sub in subs:
-        services.drain_subscription(sub.pk)
+        drain.drain_subscription(sub.pk)
 
 
 def verify_standard(secret: str, received) -> dict:
@@ -92,7 +93,7 @@ def test_cloudevents_envelope_is_the_same_for_every_provider(receiver):
 )
 def test_event_type_patterns(patterns, event_type, expected):
     sub = SubscriptionFactory(event_types=patterns)
-    services.fan_out([EventFactory(type=event_type).pk])
+    fanout.fan_out([EventFactory(type=event_type).pk])
     assert Delivery.objects.filter(subscription=sub).exists() is expected
 
 
@@ -101,7 +102,7 @@ def test_sources_restrict_a_subscription():
     other = EventFactory()
     sub = SubscriptionFactory()
     sub.sources.set([event.source])
-    services.fan_out([event.pk, other.pk])
+    fanout.fan_out([event.pk, other.pk])
     assert list(Delivery.objects.values_list("event_id", flat=True)) == [event.pk]
     other.refresh_from_db()
     assert other.status == EventStatus.IGNORED
@@ -110,17 +111,17 @@ def test_sources_restrict_a_subscription():
 def test_test_events_are_stored_but_not_relayed():
     SubscriptionFactory()
     event = EventFactory(is_test=True)
-    services.fan_out([event.pk])
+    fanout.fan_out([event.pk])
     assert not Delivery.objects.exists()
 
 
 def test_fan_out_twice_creates_one_delivery_per_subscription():
     SubscriptionFactory()
     event = EventFactory()
-    services.fan_out([event.pk])
+    fanout.fan_out([event.pk])
     event.status = EventStatus.PENDING
     event.save()
-    services.fan_out([event.pk])
+    fanout.fan_out([event.pk])
     assert Delivery.objects.count() == 1
 
 
@@ -135,7 +136,7 @@ def test_transient_answers_are_retried_later(receiver, code):
     assert 3.5 <= (delivery.next_attempt_at - timezone.now()).total_seconds() <= 5.5
     delivery.next_attempt_at = timezone.now()
     delivery.save()
-    services.drain_subscription(sub.pk)
+    drain.drain_subscription(sub.pk)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SUCCEEDED
     assert [a.status_code for a in delivery.attempts.all()] == [code, 200]
@@ -148,7 +149,7 @@ def test_retry_after_is_honoured_within_bounds(receiver):
     deliver(EventFactory(), sub)
     delivery = Delivery.objects.get()
     assert 115 <= (delivery.next_attempt_at - timezone.now()).total_seconds() <= 121
-    assert services.retry_after_seconds("999999999", timezone.now()) == services.MAX_RETRY_AFTER
+    assert sender.retry_after_seconds("999999999", timezone.now()) == sender.MAX_RETRY_AFTER
 
 
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 422])
@@ -185,8 +186,8 @@ def test_redirects_are_not_followed(receiver):
 def test_timeout_is_retried_and_backs_the_target_off(receiver):
     receiver.answers = [Answer(delay=2.5)]
     sub = SubscriptionFactory(url=receiver.url, timeout_seconds=1)
-    services.fan_out([EventFactory().pk, EventFactory().pk])
-    services.drain_subscription(sub.pk)
+    fanout.fan_out([EventFactory().pk, EventFactory().pk])
+    drain.drain_subscription(sub.pk)
     attempt = Attempt.objects.get()
     assert attempt.status_code is None and "timed out" in attempt.error
     sub.refresh_from_db()
@@ -201,14 +202,14 @@ def test_the_last_attempt_leaves_the_delivery_failed_and_replayable(receiver):
     sub = SubscriptionFactory(url=receiver.url)
     deliver(EventFactory(), sub)
     delivery = Delivery.objects.get()
-    for _ in range(len(services.RETRY_SCHEDULE) - 1):
+    for _ in range(len(outcomes.RETRY_SCHEDULE) - 1):
         Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-        services.drain_subscription(sub.pk)
+        drain.drain_subscription(sub.pk)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempt_count) == (DeliveryStatus.FAILED, 10)
     receiver.default = Answer(status=200)
-    assert services.replay_deliveries([delivery.pk]) == 1
-    services.drain_subscription(sub.pk)
+    assert replay.replay_deliveries([delivery.pk]) == 1
+    drain.drain_subscription(sub.pk)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SUCCEEDED
     attempts = list(delivery.attempts.all())
@@ -218,10 +219,10 @@ def test_the_last_attempt_leaves_the_delivery_failed_and_replayable(receiver):
 
 def test_replaying_an_event_reaches_a_subscription_created_after_it(receiver):
     event = EventFactory()
-    services.fan_out([event.pk])
+    fanout.fan_out([event.pk])
     sub = SubscriptionFactory(url=receiver.url)
-    services.replay_event(event)
-    services.drain_subscription(sub.pk)
+    replay.replay_event(event)
+    drain.drain_subscription(sub.pk)
     receiver.wait_for(1)
     assert Delivery.objects.get().status == DeliveryStatus.SUCCEEDED
 
@@ -242,14 +243,14 @@ def test_private_targets_are_refused_by_default(receiver):
 )
 @override_settings(HUB_ALLOW_PRIVATE_TARGETS=False)
 def test_internal_addresses_are_refused(url):
-    with pytest.raises(services.TargetRefused):
-        services.check_target(url)
+    with pytest.raises(targets.TargetRefused):
+        targets.check_target(url)
 
 
 def test_sweep_fans_out_events_whose_message_was_lost():
     SubscriptionFactory()
     event = EventFactory(received_at=timezone.now() - timedelta(minutes=1))
-    counts = services.sweep()
+    counts = sweep.sweep()
     assert counts["stale_events"] == 1
     event.refresh_from_db()
     assert event.status == EventStatus.DISPATCHED
@@ -259,11 +260,11 @@ def test_sweep_fans_out_events_whose_message_was_lost():
 def test_sweep_hands_out_deliveries_whose_worker_died(receiver):
     SubscriptionFactory(url=receiver.url)
     event = EventFactory()
-    services.fan_out([event.pk])
+    fanout.fan_out([event.pk])
     Delivery.objects.update(
         status=DeliveryStatus.SENDING, claimed_until=timezone.now() - timedelta(seconds=1)
     )
-    counts = services.sweep()
+    counts = sweep.sweep()
     assert counts["expired_claims"] == 1
     assert Delivery.objects.get().status == DeliveryStatus.SUCCEEDED  # eager drain
     receiver.wait_for(1)
@@ -272,23 +273,22 @@ def test_sweep_hands_out_deliveries_whose_worker_died(receiver):
 def test_sweep_disables_a_subscription_failing_for_three_days():
     sub = SubscriptionFactory(failing_since=timezone.now() - timedelta(hours=73))
     EventFactory()
-    services.sweep()
+    sweep.sweep()
     sub.refresh_from_db()
     assert not sub.is_active and "72 hours" in sub.disabled_reason
 
 
 def test_a_paused_subscription_queues_and_sends_on_resume(receiver):
-    from subscriptions import operations
     from subscriptions.models import Subscription
 
     sub = SubscriptionFactory(url=receiver.url)
-    operations.pause(Subscription.objects.filter(pk=sub.pk))
+    controls.pause(Subscription.objects.filter(pk=sub.pk))
     event = EventFactory()
-    services.fan_out([event.pk])
-    services.drain_subscription(sub.pk)
+    fanout.fan_out([event.pk])
+    drain.drain_subscription(sub.pk)
     assert receiver.requests == []
     assert Delivery.objects.get().status == DeliveryStatus.PENDING
-    operations.resume(Subscription.objects.filter(pk=sub.pk))  # eager: drains at once
+    controls.resume(Subscription.objects.filter(pk=sub.pk))  # eager: drains at once
     receiver.wait_for(1)
     assert Delivery.objects.get().status == DeliveryStatus.SUCCEEDED
 
@@ -297,9 +297,9 @@ def test_a_paused_subscription_queues_and_sends_on_resume(receiver):
 def test_a_slow_batch_keeps_its_claims(receiver):
     receiver.default = Answer(delay=0.8)
     sub = SubscriptionFactory(url=receiver.url, timeout_seconds=2)
-    services.fan_out([EventFactory().pk for _ in range(5)])
+    fanout.fan_out([EventFactory().pk for _ in range(5)])
     expired_before_each_send = []
-    real_post = services.post
+    real_post = sender.post
 
     def watching_post(*args, **kwargs):
         expired_before_each_send.append(
@@ -309,8 +309,8 @@ def test_a_slow_batch_keeps_its_claims(receiver):
         )
         return real_post(*args, **kwargs)
 
-    with mock.patch.object(services, "post", watching_post):
-        services.drain_subscription(sub.pk)
+    with mock.patch.object(sender, "post", watching_post):
+        drain.drain_subscription(sub.pk)
     # Five answers of 0.8 s outlast the first 3 s claim: it was renewed before running out.
     assert expired_before_each_send == [0] * 5
     assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 5

@@ -13,9 +13,10 @@ from kombu.exceptions import OperationalError as BrokerError
 from conftest import redis_url
 from receivers.models import Event, EventStatus
 from receivers.tests.factories import EventFactory
-from subscriptions import dispatch, services
+from subscriptions import dispatch
 from subscriptions.dispatch import LocalGate, RedisGate, make_gate, publish_fan_out
 from subscriptions.models import Delivery
+from subscriptions.services import fanout
 from subscriptions.tests.factories import SubscriptionFactory
 
 
@@ -131,12 +132,12 @@ def test_publish_fan_out_survives_any_exception():
 @pytest.mark.django_db
 @pytest.mark.parametrize("count, chunks", [(5, 3), (4, 2), (1, 1)])
 def test_fan_out_pending_covers_every_pending_event_chunk_by_chunk(monkeypatch, count, chunks):
-    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
+    monkeypatch.setattr(fanout, "FAN_OUT_CHUNK", 2)
     sub = SubscriptionFactory()
     events = [EventFactory() for _ in range(count)]
     done = EventFactory(status=EventStatus.IGNORED)
-    with mock.patch.object(services, "fan_out", wraps=services.fan_out) as fan_out:
-        assert services.fan_out_pending() == count
+    with mock.patch.object(fanout, "fan_out", wraps=fanout.fan_out) as fan_out:
+        assert fanout.fan_out_pending() == count
     # Oldest first, at most FAN_OUT_CHUNK per call, until a look finds none (or fewer) left.
     called = [list(call.args[0]) for call in fan_out.call_args_list]
     assert len(called) == chunks
@@ -154,9 +155,9 @@ def test_fan_out_pending_covers_every_pending_event_chunk_by_chunk(monkeypatch, 
 
 @pytest.mark.django_db
 def test_fan_out_pending_without_subscriptions_leaves_nothing_pending(monkeypatch):
-    monkeypatch.setattr(services, "FAN_OUT_CHUNK", 2)
+    monkeypatch.setattr(fanout, "FAN_OUT_CHUNK", 2)
     EventFactory.create_batch(3)
-    assert services.fan_out_pending() == 0
+    assert fanout.fan_out_pending() == 0
     assert set(Event.objects.values_list("status", flat=True)) == {EventStatus.IGNORED}
     assert not Delivery.objects.exists()
 
@@ -164,6 +165,6 @@ def test_fan_out_pending_without_subscriptions_leaves_nothing_pending(monkeypatc
 @pytest.mark.django_db
 def test_fan_out_pending_with_nothing_pending_does_nothing():
     EventFactory(status=EventStatus.DISPATCHED)
-    with mock.patch.object(services, "fan_out", wraps=services.fan_out) as fan_out:
-        assert services.fan_out_pending() == 0
+    with mock.patch.object(fanout, "fan_out", wraps=fanout.fan_out) as fan_out:
+        assert fanout.fan_out_pending() == 0
     fan_out.assert_not_called()

@@ -19,8 +19,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from receivers.tests.factories import EventFactory
-from subscriptions import services, tasks
+from subscriptions import sender, tasks
 from subscriptions.models import Attempt, Delivery, DeliveryStatus, Subscription
+from subscriptions.services import drain, fanout, outcomes
 from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import TestReceiver
 
@@ -34,8 +35,8 @@ def receiver():
         yield running
 
 
-class RecordingNewWork(services.NewWork):
-    """services.NewWork that tells when a drain waits, and whether an announcement woke it.
+class RecordingNewWork(drain.NewWork):
+    """drain.NewWork that tells when a drain waits, and whether an announcement woke it.
 
     With `first_wait`, the first wait lasts that long instead of IDLE_POLL_SECONDS, so that
     only an announcement (not the drain's own polling) can end it in time. With `gate`, the
@@ -68,14 +69,14 @@ class RecordingNewWork(services.NewWork):
 @pytest.fixture
 def new_work(monkeypatch) -> RecordingNewWork:
     recording = RecordingNewWork()
-    monkeypatch.setattr(services, "new_work", recording)
+    monkeypatch.setattr(drain, "new_work", recording)
     return recording
 
 
 @pytest.fixture
 def one_slot(monkeypatch) -> threading.BoundedSemaphore:
     slot = threading.BoundedSemaphore(1)
-    monkeypatch.setattr(services, "_waiting", slot)
+    monkeypatch.setattr(drain, "_waiting", slot)
     return slot
 
 
@@ -98,7 +99,7 @@ class ObservedCondition(threading.Condition):
         return super().wait(timeout)
 
 
-def start_waiter(work: services.NewWork, subscription_id: int) -> threading.Thread:
+def start_waiter(work: drain.NewWork, subscription_id: int) -> threading.Thread:
     seen = work.seen(subscription_id)
     thread = threading.Thread(target=work.wait, args=(subscription_id, seen, 60), daemon=True)
     thread.start()
@@ -106,7 +107,7 @@ def start_waiter(work: services.NewWork, subscription_id: int) -> threading.Thre
 
 
 def test_a_waiter_wakes_for_its_own_subscription_only():
-    work = services.NewWork()
+    work = drain.NewWork()
     work.condition = ObservedCondition()
     first, second = start_waiter(work, 1), start_waiter(work, 2)
     # Both are inside wait() (announce needs the lock wait() gives up), so the
@@ -125,7 +126,7 @@ def test_a_waiter_wakes_for_its_own_subscription_only():
 
 
 def test_an_announcement_between_seen_and_wait_is_not_lost():
-    work = services.NewWork()
+    work = drain.NewWork()
     seen = work.seen(7)
     work.announce([7])
     waiter = threading.Thread(target=work.wait, args=(7, seen, 60), daemon=True)
@@ -136,7 +137,7 @@ def test_an_announcement_between_seen_and_wait_is_not_lost():
 
 
 def test_a_wait_without_announcement_ends_at_its_timeout():
-    work = services.NewWork()
+    work = drain.NewWork()
     work.announce([2])
     waiter = threading.Thread(target=work.wait, args=(1, 0, 0.05), daemon=True)
     waiter.start()
@@ -153,7 +154,7 @@ def test_a_wait_without_announcement_ends_at_its_timeout():
 def test_an_idle_drain_waits_out_its_window_and_sends_nothing(receiver, new_work, one_slot):
     sub = SubscriptionFactory(url=receiver.url)
     started = time.monotonic()
-    assert services.drain_subscription(sub.pk) == 0
+    assert drain.drain_subscription(sub.pk) == 0
     elapsed = time.monotonic() - started
     assert elapsed >= 0.3  # it kept the subscription for the idle window
     assert elapsed < WAIT  # sanity only
@@ -169,7 +170,7 @@ def test_an_idle_drain_waits_out_its_window_and_sends_nothing(receiver, new_work
 @override_settings(HUB_DRAIN_IDLE_SECONDS=0)
 def test_without_an_idle_window_a_drain_never_waits(receiver, new_work, one_slot):
     sub = SubscriptionFactory(url=receiver.url)
-    assert services.drain_subscription(sub.pk) == 0
+    assert drain.drain_subscription(sub.pk) == 0
     assert not new_work.waiting.is_set()
     assert one_slot.acquire(blocking=False)
 
@@ -193,8 +194,8 @@ def fan_out_when_waiting(new_work: RecordingNewWork, sub_id: int, event_id: int,
                 raise AssertionError("the drain never waited")
             report["lease_held"] = Subscription.objects.get(pk=sub_id).lease_until is not None
             # Another drain of the same subscription is refused meanwhile.
-            report["other_drain"] = services.drain_subscription(sub_id)
-            report["made"] = services.fan_out([event_id])
+            report["other_drain"] = drain.drain_subscription(sub_id)
+            report["made"] = fanout.fan_out([event_id])
         except BaseException as exc:
             report["errors"].append(exc)
         finally:
@@ -206,7 +207,7 @@ def fan_out_when_waiting(new_work: RecordingNewWork, sub_id: int, event_id: int,
                 receiver.wait_for(1, timeout=WAIT)
                 # The drain ends once its idle window has passed, the next time it wakes.
                 while not keep_waking.wait(0.05):
-                    services.new_work.announce([sub_id])
+                    drain.new_work.announce([sub_id])
         except BaseException as exc:
             report["errors"].append(exc)
 
@@ -221,7 +222,7 @@ def test_a_waiting_drain_sends_work_that_fan_out_announces(receiver, monkeypatch
     # The first wait lasts up to WAIT: only fan_out's announcement can end it in time.
     gate = threading.Event()
     new_work = RecordingNewWork(first_wait=WAIT, gate=gate)
-    monkeypatch.setattr(services, "new_work", new_work)
+    monkeypatch.setattr(drain, "new_work", new_work)
     sub = SubscriptionFactory(url=receiver.url)
     event = EventFactory()
     drained = threading.Event()
@@ -229,7 +230,7 @@ def test_a_waiting_drain_sends_work_that_fan_out_announces(receiver, monkeypatch
         new_work, sub.pk, event.pk, gate=gate, keep_waking=drained, receiver=receiver
     )
     try:
-        sent = services.drain_subscription(sub.pk)
+        sent = drain.drain_subscription(sub.pk)
     finally:
         gate.set()
         drained.set()
@@ -251,15 +252,15 @@ def test_a_waiting_drain_sends_work_that_fan_out_announces(receiver, monkeypatch
 @override_settings(HUB_DRAIN_IDLE_SECONDS=0.5)
 def test_a_waiting_drain_finds_unannounced_work_by_polling(receiver, monkeypatch):
     # Work fanned out by another process is not announced here: the drain's polling finds it.
-    monkeypatch.setattr(services, "wake", lambda subscription_ids: None)
+    monkeypatch.setattr(fanout, "wake", lambda subscription_ids: None)
     gate = threading.Event()
     new_work = RecordingNewWork(gate=gate)
-    monkeypatch.setattr(services, "new_work", new_work)
+    monkeypatch.setattr(drain, "new_work", new_work)
     sub = SubscriptionFactory(url=receiver.url)
     event = EventFactory()
     thread, report = fan_out_when_waiting(new_work, sub.pk, event.pk, gate=gate)
     try:
-        sent = services.drain_subscription(sub.pk)
+        sent = drain.drain_subscription(sub.pk)
     finally:
         gate.set()
         thread.join(WAIT)
@@ -278,13 +279,13 @@ def test_a_waiting_drain_finds_unannounced_work_by_polling(receiver, monkeypatch
 def test_without_a_free_waiting_slot_a_drain_ends_at_once(receiver, new_work, one_slot):
     assert one_slot.acquire(blocking=False)  # another drain is waiting
     sub = SubscriptionFactory(url=receiver.url)
-    services.fan_out([EventFactory().pk])
-    assert services.drain_subscription(sub.pk) == 1
+    fanout.fan_out([EventFactory().pk])
+    assert drain.drain_subscription(sub.pk) == 1
     assert len(receiver.requests) == 1
     assert not new_work.waiting.is_set()
     # The slot it could not take is still the other drain's.
     assert not one_slot.acquire(blocking=False)
-    assert services.drain_subscription(sub.pk) == 0
+    assert drain.drain_subscription(sub.pk) == 0
     assert not new_work.waiting.is_set()
     sub.refresh_from_db()
     assert sub.lease_until is None
@@ -297,15 +298,15 @@ def test_without_a_free_waiting_slot_a_drain_ends_at_once(receiver, new_work, on
 @pytest.mark.parametrize("change", [{"is_paused": True}, {"is_active": False}])
 def test_claim_due_skips_paused_and_disabled_subscriptions(change):
     sub = SubscriptionFactory()
-    services.fan_out([EventFactory().pk, EventFactory().pk])
+    fanout.fan_out([EventFactory().pk, EventFactory().pk])
     # A drain that loaded the subscription before it was paused or disabled.
     Subscription.objects.filter(pk=sub.pk).update(**change)
-    assert services.claim_due(sub, timezone.now()) == []
+    assert drain.claim_due(sub, timezone.now()) == []
     assert set(Delivery.objects.values_list("status", "claimed_until")) == {
         (DeliveryStatus.PENDING, None)
     }
     Subscription.objects.filter(pk=sub.pk).update(is_paused=False, is_active=True)
-    claimed = services.claim_due(sub, timezone.now())
+    claimed = drain.claim_due(sub, timezone.now())
     assert len(claimed) == 2
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENDING}
 
@@ -313,25 +314,25 @@ def test_claim_due_skips_paused_and_disabled_subscriptions(change):
 @pytest.mark.django_db
 def test_claim_due_renews_the_subscription_lease_only_when_shorter():
     sub = SubscriptionFactory(timeout_seconds=5)
-    services.fan_out([EventFactory().pk])
+    fanout.fan_out([EventFactory().pk])
     now = timezone.now()
-    claimed_sub = services.claim_subscription(sub.pk, now)
+    claimed_sub = drain.claim_subscription(sub.pk, now)
     assert claimed_sub is not None
     long_lease = claimed_sub.lease_until
     with CaptureQueriesContext(connection) as queries:
-        (delivery,) = services.claim_due(claimed_sub, now)
+        (delivery,) = drain.claim_due(claimed_sub, now)
     assert subscription_updates(queries.captured_queries) == []
-    assert delivery.claimed_until == services.lease_for(claimed_sub, now) < long_lease
+    assert delivery.claimed_until == drain.lease_for(claimed_sub, now) < long_lease
     assert Subscription.objects.get(pk=sub.pk).lease_until == long_lease
 
     # A subscription lease shorter than the claims' is extended to cover them.
-    services.fan_out([EventFactory().pk])
+    fanout.fan_out([EventFactory().pk])
     now = timezone.now()
     short = now + timedelta(seconds=1)
     Subscription.objects.filter(pk=sub.pk).update(lease_until=short)
     claimed_sub.lease_until = short
     with CaptureQueriesContext(connection) as queries:
-        (delivery,) = services.claim_due(claimed_sub, now)
+        (delivery,) = drain.claim_due(claimed_sub, now)
     assert len(subscription_updates(queries.captured_queries)) == 1
     assert Subscription.objects.get(pk=sub.pk).lease_until == delivery.claimed_until
     assert claimed_sub.lease_until == delivery.claimed_until
@@ -341,9 +342,9 @@ def test_claim_due_renews_the_subscription_lease_only_when_shorter():
 
 
 def succeeded_batch(sub: Subscription) -> tuple[list[Delivery], list[Attempt]]:
-    services.fan_out([EventFactory().pk])
+    fanout.fan_out([EventFactory().pk])
     delivery = Delivery.objects.get(subscription=sub, status=DeliveryStatus.PENDING)
-    attempt = services.apply_result(delivery, services.Result(200, 3, "ok", ""), timezone.now())
+    attempt = outcomes.apply_result(delivery, sender.Result(200, 3, "ok", ""), timezone.now())
     return [delivery], [attempt]
 
 
@@ -353,7 +354,7 @@ def test_record_does_not_rewrite_a_recently_healthy_subscription():
     sub = SubscriptionFactory(last_success_at=last_success)
     done, attempts = succeeded_batch(sub)
     with CaptureQueriesContext(connection) as queries:
-        services.record(sub, done, attempts)
+        outcomes.record(sub, done, attempts)
     assert subscription_updates(queries.captured_queries) == []
     # The batch itself was recorded.
     assert Delivery.objects.get().status == DeliveryStatus.SUCCEEDED
@@ -381,7 +382,7 @@ def test_record_rewrites_health_that_is_not_recent_or_not_healthy(health):
     sub = SubscriptionFactory(**fields)
     done, attempts = succeeded_batch(sub)
     with CaptureQueriesContext(connection) as queries:
-        services.record(sub, done, attempts)
+        outcomes.record(sub, done, attempts)
     assert len(subscription_updates(queries.captured_queries)) == 1
     stored = Subscription.objects.get(pk=sub.pk)
     assert (stored.consecutive_failures, stored.failing_since) == (0, None)
@@ -392,11 +393,11 @@ def test_record_rewrites_health_that_is_not_recent_or_not_healthy(health):
 @pytest.mark.django_db
 def test_record_counts_failures_even_on_a_recently_healthy_subscription():
     sub = SubscriptionFactory(last_success_at=timezone.now())
-    services.fan_out([EventFactory().pk])
+    fanout.fan_out([EventFactory().pk])
     delivery = Delivery.objects.get()
-    attempt = services.apply_result(delivery, services.Result(500, 3, "", ""), timezone.now())
+    attempt = outcomes.apply_result(delivery, sender.Result(500, 3, "", ""), timezone.now())
     with CaptureQueriesContext(connection) as queries:
-        services.record(sub, [delivery], [attempt])
+        outcomes.record(sub, [delivery], [attempt])
     assert len(subscription_updates(queries.captured_queries)) == 1
     stored = Subscription.objects.get(pk=sub.pk)
     assert stored.consecutive_failures == 1
@@ -406,13 +407,13 @@ def test_record_counts_failures_even_on_a_recently_healthy_subscription():
 def test_still_healthy():
     now = timezone.now()
     recent = Subscription(last_success_at=now - timedelta(milliseconds=200))
-    assert services.still_healthy(recent, now)
-    stale = timedelta(seconds=services.HEALTH_WRITE_SECONDS)
-    assert not services.still_healthy(Subscription(last_success_at=now - stale), now)
-    assert not services.still_healthy(Subscription(last_success_at=None), now)
+    assert outcomes.still_healthy(recent, now)
+    stale = timedelta(seconds=outcomes.HEALTH_WRITE_SECONDS)
+    assert not outcomes.still_healthy(Subscription(last_success_at=now - stale), now)
+    assert not outcomes.still_healthy(Subscription(last_success_at=None), now)
     failing = Subscription(last_success_at=now, consecutive_failures=1)
-    assert not services.still_healthy(failing, now)
-    assert not services.still_healthy(Subscription(last_success_at=now, failing_since=now), now)
+    assert not outcomes.still_healthy(failing, now)
+    assert not outcomes.still_healthy(Subscription(last_success_at=now, failing_since=now), now)
 
 
 # Task options -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from django.urls import reverse
 from kombu.exceptions import OperationalError
 
 from receivers.models import Event
-from subscriptions import services, tasks
+from subscriptions import tasks, work
 from subscriptions.models import Attempt, Delivery, DeliveryStatus
 
 pytestmark = pytest.mark.django_db
@@ -126,7 +126,7 @@ def test_broker_down_marks_the_replay_for_the_sweep(
         raise OperationalError("broker down")
 
     monkeypatch.setattr(tasks.replay_deliveries_task, "apply_async", refuse)
-    monkeypatch.setattr(services, "request_drains", lambda ids: None)
+    monkeypatch.setattr(work, "request_drains", lambda ids: None)
     response = admin_client.post(
         CHANGELIST,
         {"action": "replay_selected", "_selected_action": [failed_delivery.pk]},

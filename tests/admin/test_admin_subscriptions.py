@@ -8,8 +8,9 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from receivers.models import Event
-from subscriptions import operations, services
+from subscriptions import work
 from subscriptions.models import DeliveryStatus, PayloadFormat, Subscription
+from subscriptions.services import controls
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,7 @@ CHANGELIST = "/admin/subscriptions/subscription/"
 @pytest.fixture
 def drains(monkeypatch):
     requested: list[int] = []
-    monkeypatch.setattr(services, "request_drains", lambda ids: requested.extend(ids))
+    monkeypatch.setattr(work, "request_drains", lambda ids: requested.extend(ids))
     return requested
 
 
@@ -37,12 +38,12 @@ def test_pause_and_resume(helpers, drains):
         backoff_until=timezone.now() + timedelta(minutes=5),
     )
     queryset = Subscription.objects.filter(pk=sub.pk)
-    assert operations.pause(queryset, reason="Paused by ops.") == 1
-    assert operations.pause(queryset) == 0
+    assert controls.pause(queryset, reason="Paused by ops.") == 1
+    assert controls.pause(queryset) == 0
     sub.refresh_from_db()
     assert (sub.is_paused, sub.disabled_reason) == (True, "Paused by ops.")
     assert sub.disabled_at is not None
-    assert operations.resume(queryset) == 1
+    assert controls.resume(queryset) == 1
     sub.refresh_from_db()
     assert sub.is_active and not sub.is_paused
     assert sub.disabled_at is None and sub.disabled_reason == ""
@@ -54,7 +55,7 @@ def test_pause_and_resume(helpers, drains):
 def test_rotate_signing_secret_keeps_the_old_one_signing(helpers):
     sub = helpers.make_subscription()
     old = sub.secret
-    new = operations.rotate_signing_secret(sub, grace_hours=24)
+    new = controls.rotate_signing_secret(sub, grace_hours=24)
     sub.refresh_from_db()
     assert sub.secret == new != old and sub.previous_secret == old
     assert (
@@ -68,7 +69,7 @@ def test_send_test_event_posts_a_signed_ping(helpers, receiver, payload_format):
     sub = helpers.make_subscription(
         receiver.url, payload_format=payload_format, headers={"x-team": "billing"}
     )
-    result = operations.send_test_event(sub)
+    result = controls.send_test_event(sub)
     assert result.succeeded and result.status_code == 200
     assert '"ok": true' in result.excerpt
     headers, body = receiver.requests[0]
@@ -80,13 +81,13 @@ def test_send_test_event_posts_a_signed_ping(helpers, receiver, payload_format):
 
 def test_send_test_event_reports_a_failure(helpers, receiver):
     receiver.statuses = [500]
-    result = operations.send_test_event(helpers.make_subscription(receiver.url))
+    result = controls.send_test_event(helpers.make_subscription(receiver.url))
     assert not result.succeeded and result.status_code == 500
 
 
 def test_send_test_event_refuses_private_targets_unless_allowed(helpers, settings):
     settings.HUB_ALLOW_PRIVATE_TARGETS = False
-    result = operations.send_test_event(helpers.make_subscription("http://127.0.0.1:9/x"))
+    result = controls.send_test_event(helpers.make_subscription("http://127.0.0.1:9/x"))
     assert result.status_code is None and "refused" in result.error
 
 

@@ -1,35 +1,30 @@
-"""What an operator does to subscriptions: pause, resume, rotate, test, replay.
-
-The admin calls these; the sending itself is the delivery code in services.py.
-"""
+"""What an operator does to subscriptions: pause, resume, rotate the signing secret, send a
+test event. The admin and the API call these."""
 
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from collections.abc import Iterable
 from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
 from receivers.models import Event, Source
 
-from . import services, work
-from .models import Delivery, Subscription, generate_signing_secret
-from .targets import TargetRefused, check_target
-
-logger = logging.getLogger(__name__)
+from .. import sender, work
+from ..models import Delivery, Subscription, generate_signing_secret
+from ..payloads import build_request
+from ..sender import Result
+from ..targets import TargetRefused, check_target
+from .fanout import new_webhook_id
 
 SIGNING_GRACE_HOURS = 24
 # The admin waits for the answer, so a slow target must not hold the page for long.
 TEST_TIMEOUT_SECONDS = 10
 TEST_EVENT_TYPE = "ping"
 TEST_SOURCE_SLUG = "hub-test"
-REPLAY_CHUNK = 1000
 
 
 def pause(subscriptions: QuerySet[Subscription], reason: str = "Paused by an operator.") -> int:
@@ -55,7 +50,7 @@ def resume(subscriptions: QuerySet[Subscription]) -> int:
         failing_since=None,
         backoff_until=None,
     )
-    services.request_drains(ids)
+    work.request_drains(ids)
     return len(ids)
 
 
@@ -89,34 +84,19 @@ def ping_request(sub: Subscription, now) -> tuple[bytes, dict[str, str]]:
         payload=payload,
         is_test=True,
     )
-    delivery = Delivery(event=event, subscription=sub, webhook_id=services.new_webhook_id())
-    body, headers = services.build_request(delivery, sub, now)
+    delivery = Delivery(event=event, subscription=sub, webhook_id=new_webhook_id())
+    body, headers = build_request(delivery, sub, now)
     headers["x-hub-test"] = "1"
     return body, headers
 
 
-def send_test_event(sub: Subscription) -> services.Result:
+def send_test_event(sub: Subscription) -> Result:
     """POST a signed ping now and return the answer; nothing is stored."""
     now = timezone.now()
     try:
         check_target(sub.url)
     except TargetRefused as exc:
-        return services.Result(None, 0, "", f"refused: {exc}")
+        return Result(None, 0, "", f"refused: {exc}")
     body, headers = ping_request(sub, now)
     timeout = min(sub.timeout_seconds, TEST_TIMEOUT_SECONDS)
-    return services.post(services.http_client(), sub.url, body, headers, now, timeout=timeout)
-
-
-def queue_replay(delivery_ids: Iterable[int]) -> int:
-    """Hand deliveries to Celery for a replay, in chunks; returns how many were asked for."""
-    ids = list(delivery_ids)
-    for start in range(0, len(ids), REPLAY_CHUNK):
-        try:
-            work.request(work.REPLAY_DELIVERIES, ids[start : start + REPLAY_CHUNK])
-        except (BrokerError, OSError) as exc:
-            # The database is the source of truth: marking the rest due now lets the sweep
-            # send them once the broker is back.
-            logger.warning("broker unavailable, replaying %d inline: %s", len(ids) - start, exc)
-            services.replay_deliveries(ids[start:])
-            break
-    return len(ids)
+    return sender.post(sender.http_client(), sub.url, body, headers, now, timeout=timeout)

@@ -1,0 +1,236 @@
+"""Draining a subscription: one drainer at a time holds it (a lease on its row), claims its due
+deliveries in batches by a conditional UPDATE, and sends them in order over one connection.
+
+A worker that dies mid-delivery leaves leases that expire; the sweep hands the work out again.
+A subscriber that hangs holds one worker thread up to its timeout, and its backoff stops it
+from taking more.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from .. import selectors, sender, work
+from ..models import (
+    MAX_TIMEOUT_SECONDS,
+    OPEN_STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    PayloadFormat,
+    Subscription,
+)
+from ..payloads import build_request
+from ..sender import Result, Sender
+from ..targets import TargetRefused, check_target
+from .outcomes import DELIVERY_FIELDS, apply_result, open_backoff, record
+
+BATCH = 50
+DRAIN_SECONDS = 20
+
+
+def claim_subscription(subscription_id: int, now: datetime) -> Subscription | None:
+    """One UPDATE decides who drains; most refused drains cost nothing more than that.
+
+    The lease covers the longest allowed timeout here; claim_due renews it per batch with
+    the subscription's own timeout.
+    """
+    lease = now + timedelta(seconds=MAX_TIMEOUT_SECONDS + settings.HUB_LEASE_MARGIN_SECONDS)
+    claimed = (
+        Subscription.objects.filter(pk=subscription_id, is_active=True, is_paused=False)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(Q(backoff_until__isnull=True) | Q(backoff_until__lte=now))
+        .update(lease_until=lease)
+    )
+    return Subscription.objects.get(pk=subscription_id) if claimed == 1 else None
+
+
+def release_subscription(subscription_id: int) -> None:
+    Subscription.objects.filter(pk=subscription_id).update(lease_until=None)
+
+
+def lease_for(sub: Subscription, now: datetime) -> datetime:
+    """Until when a drainer may hold this subscription's deliveries without news of it."""
+    return now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
+
+
+def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Delivery]:
+    due = (
+        Delivery.objects.filter(
+            subscription=sub, status__in=OPEN_STATUSES, next_attempt_at__lte=now
+        )
+        # A drain goes on for a while: pausing or disabling stops it at its next batch.
+        .filter(subscription__is_active=True, subscription__is_paused=False)
+        .order_by("next_attempt_at", "pk")
+        .values("pk")[:limit]
+    )
+    lease = lease_for(sub, now)
+    # One statement picks and claims. Only this drainer holds the subscription, so the rows
+    # claimed with this exact lease are the ones it claimed.
+    claimed = Delivery.objects.filter(pk__in=due, status__in=OPEN_STATUSES).update(
+        status=DeliveryStatus.SENDING, claimed_until=lease
+    )
+    if not claimed:
+        return []
+    if sub.lease_until is None or sub.lease_until < lease:
+        # The subscription's lease must outlast its deliveries' claims; most batches of a
+        # drain fall within the lease that claim_subscription took.
+        Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+        sub.lease_until = lease
+    # Only what sending needs: the parsed payload only for CloudEvents, and no admin fields.
+    event_fields = ["event__raw_body", "event__headers", "event__type", "event__source__slug"]
+    if sub.payload_format == PayloadFormat.CLOUDEVENTS:
+        event_fields += ["event__payload", "event__external_id", "event__occurred_at"]
+        event_fields += ["event__received_at"]
+    return list(
+        Delivery.objects.filter(
+            subscription=sub, status=DeliveryStatus.SENDING, claimed_until=lease
+        )
+        .select_related("event", "event__source")
+        .only(*DELIVERY_FIELDS, "webhook_id", "event_id", "subscription_id", *event_fields)
+        .order_by("next_attempt_at", "pk")
+    )
+
+
+def unclaim(deliveries: Iterable[Delivery]) -> None:
+    ids = [d.pk for d in deliveries]
+    if ids:
+        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(
+            status=DeliveryStatus.PENDING, claimed_until=None
+        )
+
+
+def renew_claims(sub: Subscription, deliveries: list[Delivery], now: datetime) -> datetime:
+    lease = lease_for(sub, now)
+    Delivery.objects.filter(
+        pk__in=[d.pk for d in deliveries], status=DeliveryStatus.SENDING
+    ).update(claimed_until=lease)
+    Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+    sub.lease_until = lease
+    return lease
+
+
+def send_batch(client: Sender, sub: Subscription, batch: list[Delivery]) -> bool:
+    """Send a claimed batch in order; False when the target looks down (stop draining)."""
+    done: list[Delivery] = []
+    attempts: list[Attempt] = []
+    healthy = True
+    try:
+        check_target(sub.url)
+    except TargetRefused as exc:
+        refused = Result(None, 0, "", f"refused: {exc}")
+        for delivery in batch:
+            attempts.append(apply_result(delivery, refused, timezone.now()))
+            delivery.status = DeliveryStatus.FAILED
+            done.append(delivery)
+        record(sub, done, attempts)
+        return False
+    lease_until = batch[0].claimed_until
+    for index, delivery in enumerate(batch):
+        now = timezone.now()
+        if lease_until and now + timedelta(seconds=sub.timeout_seconds + 5) > lease_until:
+            # A slow (not dead) subscriber: keep the claims (of the sent ones too: they are
+            # recorded at the end of the batch) so the sweep hands none of them out again.
+            lease_until = renew_claims(sub, batch, now)
+        body, headers = build_request(delivery, sub, now)
+        result = sender.post(client, sub.url, body, headers, now, timeout=sub.timeout_seconds)
+        attempts.append(apply_result(delivery, result, now))
+        done.append(delivery)
+        if result.network_failure or result.status_code == 410:
+            healthy = False
+            unclaim(batch[index + 1 :])
+            break
+    record(sub, done, attempts)
+    if not healthy:
+        open_backoff(sub)
+    return healthy
+
+
+# A waiting drain looks in the database this often for deliveries that a fan-out in another
+# process made; those made in its own process wake it at once (NewWork).
+IDLE_POLL_SECONDS = 0.025
+# Drains that may wait for more work at the same time, per worker process: the others end
+# at once, so waiting drains never take every worker thread.
+_waiting = threading.BoundedSemaphore(max(1, settings.CELERY_WORKER_CONCURRENCY // 4))
+
+
+class NewWork:
+    """Fan-outs tell the drains waiting in the same process that their subscription has work."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.generation: dict[int, int] = {}
+
+    def announce(self, subscription_ids: Iterable[int]) -> None:
+        with self.condition:
+            for sub_id in subscription_ids:
+                self.generation[sub_id] = self.generation.get(sub_id, 0) + 1
+            self.condition.notify_all()
+
+    def seen(self, subscription_id: int) -> int:
+        with self.condition:
+            return self.generation.get(subscription_id, 0)
+
+    def wait(self, subscription_id: int, seen: int, timeout: float) -> None:
+        with self.condition:
+            self.condition.wait_for(
+                lambda: self.generation.get(subscription_id, 0) != seen, timeout
+            )
+
+
+new_work = NewWork()
+
+
+def drain_subscription(subscription_id: int, max_seconds: float = DRAIN_SECONDS) -> int:
+    """Deliver everything due for one subscription; returns how many attempts were made.
+
+    Out of work, the drain keeps the subscription for HUB_DRAIN_IDLE_SECONDS and looks for
+    more every IDLE_POLL_SECONDS: under a steady flow of events it goes on sending, instead
+    of ending and waiting for the next fan-out to start a new drain through the broker.
+    """
+    now = timezone.now()
+    sub = claim_subscription(subscription_id, now)
+    if sub is None:
+        return 0
+    started, sent, more = time.monotonic(), 0, False
+    client = sender.http_client()
+    waiting = False
+    idle_limit = settings.HUB_DRAIN_IDLE_SECONDS
+    try:
+        last_work = time.monotonic()
+        while True:
+            if time.monotonic() - started > max_seconds:
+                more = True
+                break
+            seen = new_work.seen(subscription_id)
+            batch = claim_due(sub, timezone.now())
+            sent += len(batch)
+            if batch:
+                if not send_batch(client, sub, batch):
+                    break
+                last_work = time.monotonic()
+                if len(batch) == BATCH:
+                    continue
+            # Everything due was sent; has_due below sees what comes after the drain ends.
+            if idle_limit <= 0 or time.monotonic() - last_work >= idle_limit:
+                break
+            if not waiting:
+                waiting = _waiting.acquire(blocking=False)
+                if not waiting:
+                    break
+            new_work.wait(subscription_id, seen, IDLE_POLL_SECONDS)
+    finally:
+        if waiting:
+            _waiting.release()
+        release_subscription(subscription_id)
+    if more or selectors.has_due(subscription_id):
+        # Another drain was refused while this one held the lease, or time ran out.
+        work.request_drains([subscription_id])
+    return sent

@@ -1,0 +1,158 @@
+"""What an attempt's answer means: the delivery's new state, its next try, the subscription's
+health; and saving a batch of outcomes in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import Attempt, Delivery, DeliveryStatus, Subscription
+from ..sender import Result
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait before each further attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h,
+# 10 h, 14 h, 20 h, 24 h. Ten attempts in all, spread over about three days.
+RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+
+
+def next_delay(attempt_count: int, result: Result) -> float | None:
+    """Seconds until the next attempt, or None when there is none left (or none is due)."""
+    if not result.transient or attempt_count >= len(RETRY_SCHEDULE):
+        return None
+    if result.retry_after is not None:
+        return result.retry_after
+    base = RETRY_SCHEDULE[attempt_count]
+    # Jitter spreads the retries of many deliveries that failed together.
+    return base * random.uniform(0.9, 1.1)
+
+
+def apply_result(delivery: Delivery, result: Result, now: datetime) -> Attempt:
+    delivery.attempt_count += 1
+    delivery.last_status_code = result.status_code
+    delivery.last_error = result.error[:500]
+    delivery.claimed_until = None
+    attempt = Attempt(
+        delivery=delivery,
+        started_at=now,
+        status_code=result.status_code,
+        duration_ms=result.duration_ms,
+        response_excerpt=result.excerpt,
+        error=result.error[:500],
+        is_replay=delivery.replay_requested,
+    )
+    delivery.replay_requested = False
+    if result.succeeded:
+        delivery.status = DeliveryStatus.SUCCEEDED
+        delivery.delivered_at = timezone.now()
+        return attempt
+    delay = next_delay(delivery.attempt_count, result)
+    if delay is None:
+        delivery.status = DeliveryStatus.FAILED
+    else:
+        delivery.status = DeliveryStatus.RETRYING
+        delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    return attempt
+
+
+DELIVERY_FIELDS = [
+    "status",
+    "attempt_count",
+    "last_status_code",
+    "last_error",
+    "claimed_until",
+    "next_attempt_at",
+    "delivered_at",
+    "replay_requested",
+]
+
+
+def save_outcomes(done: list[Delivery]) -> None:
+    """One UPDATE per distinct outcome: a healthy batch is a single statement.
+
+    (bulk_update's CASE per row and field cost more CPU than the HTTP requests themselves.)
+    Deliveries in a group share their outcome to the letter, but for delivered_at, which
+    takes the group's latest value (they were delivered within the same batch), and
+    next_attempt_at, which only a retry changes.
+    """
+    groups: dict[tuple, list[Delivery]] = {}
+    for delivery in done:
+        fields = [f for f in DELIVERY_FIELDS if f != "delivered_at"]
+        if delivery.status != DeliveryStatus.RETRYING:
+            fields.remove("next_attempt_at")
+        key = tuple((f, getattr(delivery, f)) for f in fields)
+        groups.setdefault(key, []).append(delivery)
+    for key, members in groups.items():
+        values = dict(key)
+        values["delivered_at"] = max(
+            (d.delivered_at for d in members if d.delivered_at), default=None
+        )
+        Delivery.objects.filter(pk__in=[d.pk for d in members]).update(**values)
+
+
+# A healthy subscription's last success is rewritten at most this often, not per batch.
+HEALTH_WRITE_SECONDS = 1
+
+
+def still_healthy(sub: Subscription, now: datetime) -> bool:
+    return (
+        sub.failing_since is None
+        and sub.consecutive_failures == 0
+        and sub.last_success_at is not None
+        and now - sub.last_success_at < timedelta(seconds=HEALTH_WRITE_SECONDS)
+    )
+
+
+def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> None:
+    """Save a batch's outcome in one transaction, and the subscription's health with it."""
+    if not done:
+        return
+    now = timezone.now()
+    # One attempt per delivery in a batch: a delivery succeeded exactly when its attempt did.
+    successes = [d for d in done if d.status == DeliveryStatus.SUCCEEDED]
+    failures = [d for d in done if d.status != DeliveryStatus.SUCCEEDED]
+    with transaction.atomic():
+        Attempt.objects.bulk_create(attempts)
+        save_outcomes(done)
+        health: dict = {}
+        if done[-1].status == DeliveryStatus.SUCCEEDED:
+            if not still_healthy(sub, now):
+                health = {
+                    "last_success_at": now,
+                    "failing_since": None,
+                    "consecutive_failures": 0,
+                }
+        elif failures:
+            health = {
+                "last_failure_at": now,
+                "consecutive_failures": sub.consecutive_failures + len(failures),
+                "failing_since": sub.failing_since or now,
+            }
+            if successes:
+                health["last_success_at"] = now
+        if health:
+            Subscription.objects.filter(pk=sub.pk).update(**health)
+            for key, value in health.items():
+                setattr(sub, key, value)
+    if any(d.last_status_code == 410 for d in done):
+        disable_subscription(sub.pk, "The target answered 410 Gone.")
+
+
+def open_backoff(sub: Subscription) -> None:
+    """After a timeout or connection error, wait before trying this target again."""
+    seconds = min(300, 2 ** min(sub.consecutive_failures, 8))
+    Subscription.objects.filter(pk=sub.pk).update(
+        backoff_until=timezone.now() + timedelta(seconds=seconds)
+    )
+
+
+def disable_subscription(subscription_id: int, reason: str) -> None:
+    updated = Subscription.objects.filter(pk=subscription_id, is_active=True).update(
+        is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:300]
+    )
+    if updated:
+        logger.warning("subscription %s disabled: %s", subscription_id, reason)
