@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from receivers.admin import EstimatedCountPaginator, EventTypeFilter, distinct_values
+from receivers.admin.event_admin import EventTypeFilter
+from receivers.admin.lists import EstimatedCountPaginator, distinct_values
 from receivers.models import Event
 from subscriptions.models import Attempt, DeliveryStatus
 

@@ -1,15 +1,10 @@
-"""Admin for subscriptions (pause, resume, rotate, test, health) and deliveries (replay), and
-what relaying adds to receivers' event page: its deliveries and "Replay failed".
-
-Every button and action calls a service (subscriptions/services/); replays go to Celery and
-the page answers at once with a count.
-"""
+"""Admin for subscriptions: create and edit, health at a glance, and the operations (pause,
+resume, rotate the signing secret, send a test event, replay the failed deliveries)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -19,114 +14,21 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from receivers import admin as receivers_admin
-from receivers.admin import HistoryAdminMixin, ScaledListMixin
-from receivers.models import Event, mask
+from receivers.models import mask
 
-from . import selectors
-from .models import HEALTH_FIELDS, Attempt, Delivery, DeliveryStatus, Subscription
-from .selectors import failed_delivery_ids
-from .sender import Result
-from .services import controls, replay
-from .targets import TargetRefused, check_target
+from .. import selectors
+from ..models import HEALTH_FIELDS, Subscription
+from ..selectors import failed_delivery_ids
+from ..sender import Result
+from ..services import controls
+from ..targets import TargetRefused, check_target
+from .replays import ReplayPermissionMixin, can_replay, deliveries_text, queue_and_report
 
 EXCERPT_SHOWN = 300
-REPLAY_PERMISSION = "subscriptions.replay_delivery"
-LOG_CHUNK = 1000
 
 
 def ago(moment) -> str:
     return f"{timesince(moment)} ago" if moment else "never"
-
-
-# Replays, from any of the pages below -------------------------------------------------------
-
-
-def can_replay(request: HttpRequest) -> bool:
-    return request.user.has_perm(REPLAY_PERMISSION)
-
-
-class ReplayPermissionMixin:
-    """The `replay` permission of admin actions: subscriptions.replay_delivery."""
-
-    def has_replay_permission(self, request):
-        return can_replay(request)
-
-
-def deliveries_text(count: int, failed: bool = False) -> str:
-    noun = "delivery" if count == 1 else "deliveries"
-    return f"{count} {'failed ' if failed else ''}{noun}"
-
-
-def queue_and_report(
-    request: HttpRequest, model_admin: admin.ModelAdmin, ids: list[int], failed: bool = False
-) -> int:
-    """Hand the replay to Celery, record it per delivery in the admin log, say how many."""
-    count = replay.queue_replay(ids)
-    log_replays(request, ids)
-    model_admin.message_user(
-        request, f"Queued {deliveries_text(count, failed)} for replay.", messages.SUCCESS
-    )
-    return count
-
-
-def log_replays(request: HttpRequest, ids: list[int]) -> None:
-    for start in range(0, len(ids), LOG_CHUNK):
-        chunk = Delivery.objects.filter(pk__in=ids[start : start + LOG_CHUNK]).only(
-            "pk", "webhook_id", "subscription_id"
-        )
-        LogEntry.objects.log_actions(request.user.pk, chunk, CHANGE, "Replayed.")
-
-
-# Events: receivers' read-only history, plus each event's deliveries ---------------------------
-
-
-admin.site.unregister(Event)
-
-
-@admin.register(Event)
-class EventAdmin(ReplayPermissionMixin, receivers_admin.EventAdmin):
-    change_form_template = "admin/subscriptions/event/change_form.html"
-    actions = ["replay_failed_deliveries"]
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        event = self.get_object(request, object_id)
-        deliveries = selectors.event_deliveries(event) if event is not None else []
-        extra_context = {
-            **(extra_context or {}),
-            "deliveries": deliveries,
-            "failed_count": sum(d.status == DeliveryStatus.FAILED for d in deliveries),
-            "can_replay": can_replay(request),
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    @admin.action(
-        description="Replay the failed deliveries of the selected events", permissions=["replay"]
-    )
-    def replay_failed_deliveries(self, request, queryset):
-        ids = failed_delivery_ids(event__in=queryset.values("pk"))
-        queue_and_report(request, self, ids, failed=True)
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/replay-failed/",
-                self.admin_site.admin_view(require_POST(self.replay_failed_view)),
-                name="receivers_event_replay_failed",
-            ),
-            *super().get_urls(),
-        ]
-
-    def replay_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not can_replay(request):
-            raise PermissionDenied
-        event = get_object_or_404(Event, pk=object_id)
-        count = queue_and_report(request, self, failed_delivery_ids(event=event), failed=True)
-        self.log_change(request, event, f"Replayed {deliveries_text(count, failed=True)}.")
-        return HttpResponseRedirect(reverse("admin:receivers_event_change", args=[event.pk]))
-
-
-# Subscriptions ------------------------------------------------------------------------------
 
 
 EDITABLE_FIELDS = (
@@ -400,135 +302,3 @@ def describe_test(sub: Subscription, result: Result) -> str:
 
 def result_level(result: Result) -> int:
     return messages.SUCCESS if result.succeeded else messages.ERROR
-
-
-# Deliveries ---------------------------------------------------------------------------------
-
-
-class AttemptInline(admin.TabularInline):
-    model = Attempt
-    extra = 0
-    fields = ["started_at", "status_code", "duration_ms", "error", "answer", "is_replay"]
-    readonly_fields = fields
-    ordering = ["started_at", "id"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="answer")
-    def answer(self, attempt: Attempt) -> str:
-        text = attempt.response_excerpt
-        if not text:
-            return "-"
-        return format_html(
-            '<details><summary>{}</summary><pre class="hub-json">{}</pre></details>',
-            text[:60] + ("…" if len(text) > 60 else ""),
-            text,
-        )
-
-
-@admin.register(Delivery)
-class DeliveryAdmin(ReplayPermissionMixin, HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
-    list_display = [
-        "id",
-        "event_link",
-        "subscription",
-        "status",
-        "attempt_count",
-        "last_status_code",
-        "created_at",
-        "delivered_at",
-    ]
-    list_filter = ["status", "subscription"]
-    list_select_related = ["event__source", "subscription"]
-    list_deferred = ("event__raw_body", "event__payload", "event__headers")
-    list_per_page = 50
-    # The primary key follows creation order and every filter's index ends with it.
-    ordering = ["-id"]
-    sortable_by = ["id"]
-    search_fields = ["webhook_id", "event__external_id"]
-    search_help_text = "A webhook id (msg_…) or the event id as the platform sent it."
-    actions = ["replay_selected"]
-    inlines = [AttemptInline]
-    fields = [
-        "event_link",
-        "subscription_link",
-        "status",
-        "webhook_id",
-        ("attempt_count", "last_status_code"),
-        "last_error",
-        ("created_at", "next_attempt_at", "delivered_at"),
-    ]
-    readonly_fields = [
-        "event_link",
-        "subscription_link",
-        "status",
-        "webhook_id",
-        "attempt_count",
-        "last_status_code",
-        "last_error",
-        "created_at",
-        "next_attempt_at",
-        "delivered_at",
-    ]
-
-    def get_search_results(self, request, queryset, search_term):
-        # One indexed lookup, not an OR across a join that no index can serve.
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        if term.startswith("msg_"):
-            return queryset.filter(webhook_id=term), False
-        return queryset.filter(event__external_id=term), False
-
-    @admin.display(description="event")
-    def event_link(self, delivery: Delivery) -> str:
-        event = delivery.event
-        return format_html(
-            '<a href="{}">{}</a><br><span class="quiet">{} · {}</span>',
-            reverse("admin:receivers_event_change", args=[event.pk]),
-            event.external_id,
-            event.source.slug,
-            event.type,
-        )
-
-    @admin.display(description="subscription")
-    def subscription_link(self, delivery: Delivery) -> str:
-        return format_html(
-            '<a href="{}">{}</a>',
-            reverse("admin:subscriptions_subscription_change", args=[delivery.subscription_id]),
-            delivery.subscription,
-        )
-
-    @admin.action(description="Replay the selected deliveries", permissions=["replay"])
-    def replay_selected(self, request, queryset):
-        queue_and_report(request, self, list(queryset.values_list("pk", flat=True)))
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/replay/",
-                self.admin_site.admin_view(require_POST(self.replay_view)),
-                name="subscriptions_delivery_replay",
-            ),
-            *super().get_urls(),
-        ]
-
-    def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not can_replay(request):
-            raise PermissionDenied
-        delivery = get_object_or_404(Delivery, pk=object_id)
-        queue_and_report(request, self, [delivery.pk])
-        return HttpResponseRedirect(
-            reverse("admin:subscriptions_delivery_change", args=[delivery.pk])
-        )
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_replay": can_replay(request)}
-        return super().change_view(request, object_id, form_url, extra_context)

@@ -1,145 +1,22 @@
-"""Admin for sources (secrets, receive URL, rotation) and the read-only event history.
-
-The event list must stay fast with a million rows: no full COUNT(*) per page (see
-EstimatedCountPaginator), type choices from an index skip-scan instead of a DISTINCT over the
-table, sorting only on the indexed column, and the big columns deferred. What relaying adds to
-an event's page (its deliveries, "Replay failed") is registered by subscriptions/admin.py.
-"""
+"""Admin for sources: secrets shown once, the receive URL, rotation, a warning when a source is
+not protected. A provider's own options get a fieldset of their own, read from the registry."""
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connections, router
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from . import sources
-from .models import VERIFICATION_FIELDS, Event, Source, SourceSecret, mask
-from .providers import PROVIDERS
-from .services import masked_headers
-
-# Header names that can carry a credential; masked again on display whatever was stored.
-SENSITIVE_HEADER_WORDS = ("authorization", "cookie", "signature", "secret", "token", "key")
-
-
-class HistoryAdminMixin:
-    """Records, such as the event history: read-only."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-# Scale helpers, shared with the delivery admin ---------------------------------------------
-
-
-def planner_estimate(queryset) -> int | None:
-    """PostgreSQL's own row estimate for a query: costs a plan, not a scan."""
-    if connections[queryset.db].vendor != "postgresql":
-        return None
-    plan = json.loads(queryset.order_by().explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
-class EstimatedCountPaginator(Paginator):
-    """Counts exactly up to `exact_up_to` rows, then uses the planner's estimate.
-
-    A bounded count reads at most that many index entries, so a page never costs a scan of
-    the whole table; the list then says "about N".
-    """
-
-    exact_up_to = 10_000
-    is_estimate = False
-
-    @cached_property
-    def count(self) -> int:
-        queryset = self.object_list
-        bounded = queryset.order_by().values("pk")[: self.exact_up_to + 1].count()
-        if bounded <= self.exact_up_to:
-            return bounded
-        estimate = planner_estimate(queryset)
-        if estimate is None:
-            return queryset.count()
-        self.is_estimate = True
-        return max(estimate, bounded)
-
-
-def distinct_values(model, column: str, limit: int) -> list[str]:
-    """The distinct values of an indexed column by a skip-scan: one index probe per value.
-
-    A plain DISTINCT reads every row; with a few dozen event types over a million events
-    this reads a few dozen index entries instead.
-    """
-    connection = connections[router.db_for_read(model)]
-    table = connection.ops.quote_name(model._meta.db_table)
-    name = connection.ops.quote_name(column)
-    # Only quoted identifiers of the model are interpolated; the limit is a parameter.
-    sql = (
-        f"WITH RECURSIVE found(value) AS ("  # noqa: S608
-        f" SELECT MIN({name}) FROM {table}"
-        f" UNION ALL"
-        f" SELECT (SELECT MIN({name}) FROM {table} WHERE {name} > found.value)"
-        f" FROM found WHERE found.value IS NOT NULL"
-        f") SELECT value FROM found WHERE value IS NOT NULL LIMIT %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [limit])
-        return [row[0] for row in cursor.fetchall()]
-
-
-class EventTypeFilter(admin.SimpleListFilter):
-    title = "type"
-    parameter_name = "type"
-    limit = 200
-
-    def lookups(self, request, model_admin):
-        types = distinct_values(Event, "type", self.limit)
-        if self.value() and self.value() not in types:
-            types.append(self.value())
-        return [(value, value) for value in types]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(type=self.value()) if self.value() else queryset
-
-
-class LightChangeList(ChangeList):
-    """The list never shows the bodies: leave the big columns in the database."""
-
-    def get_queryset(self, request, exclude_parameters=None):
-        queryset = super().get_queryset(request, exclude_parameters)
-        return queryset.defer(*self.model_admin.list_deferred)
-
-
-class ScaledListMixin:
-    """List settings for tables that grow to millions of rows."""
-
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    list_deferred: tuple[str, ...] = ()
-
-    def get_changelist(self, request, **kwargs):
-        return LightChangeList
-
-
-# Sources ------------------------------------------------------------------------------------
+from .. import sources
+from ..models import VERIFICATION_FIELDS, Source, SourceSecret, mask
+from ..providers import PROVIDERS
 
 
 class SourceAddForm(forms.ModelForm):
@@ -364,98 +241,3 @@ class SourceAdmin(admin.ModelAdmin):
             "active": active_secrets(source),
         }
         return TemplateResponse(request, "admin/receivers/source/rotate_secret.html", context)
-
-
-# Events -------------------------------------------------------------------------------------
-
-
-@admin.register(Event)
-class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
-    list_display = [
-        "received_at",
-        "source",
-        "type",
-        "external_id",
-        "status",
-        "is_test",
-        "duplicates",
-    ]
-    list_display_links = ["received_at", "external_id"]
-    list_filter = [
-        "source",
-        EventTypeFilter,
-        "status",
-        "is_test",
-        ("received_at", admin.DateFieldListFilter),
-    ]
-    list_select_related = ["source"]
-    list_deferred = ("raw_body", "payload", "headers")
-    list_per_page = 50
-    # Only the indexed ordering: sorting a million rows by another column is a full sort.
-    sortable_by = ["received_at"]
-    search_fields = ["external_id__exact"]
-    search_help_text = "The event id exactly as the platform sent it."
-    fieldsets = [
-        (
-            None,
-            {
-                "fields": (
-                    ("source", "type"),
-                    ("external_id", "status"),
-                    ("received_at", "occurred_at"),
-                    ("is_test", "duplicates", "body_size"),
-                )
-            },
-        ),
-        ("Payload", {"fields": ("pretty_payload",)}),
-        ("Headers (credentials masked)", {"fields": ("header_table",)}),
-    ]
-    readonly_fields = [
-        "source",
-        "type",
-        "external_id",
-        "status",
-        "received_at",
-        "occurred_at",
-        "is_test",
-        "duplicates",
-        "body_size",
-        "pretty_payload",
-        "header_table",
-    ]
-
-    @admin.display(description="body")
-    def body_size(self, event: Event) -> str:
-        return f"{len(event.raw_body):,} bytes"
-
-    @admin.display(description="payload")
-    def pretty_payload(self, event: Event) -> str:
-        return format_html('<pre class="hub-json">{}</pre>', pretty_body(event))
-
-    @admin.display(description="headers")
-    def header_table(self, event: Event) -> str:
-        rows = sorted(display_headers(event).items())
-        if not rows:
-            return "none"
-        body = format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows)
-        return format_html('<table class="hub-headers">{}</table>', body)
-
-
-def pretty_body(event: Event) -> str:
-    """The body as received, indented: parsed from the raw bytes, since a JSON column (jsonb)
-    does not keep the sender's key order."""
-    raw = bytes(event.raw_body)
-    try:
-        parsed = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return raw.decode("utf-8", "replace")
-    return json.dumps(parsed, indent=2, ensure_ascii=False)
-
-
-def display_headers(event: Event) -> dict[str, str]:
-    provider = PROVIDERS.get(event.source.provider)
-    named = provider.credential_headers(event.source) if provider else ()
-    looks_secret = tuple(
-        name for name in event.headers if any(w in name.lower() for w in SENSITIVE_HEADER_WORDS)
-    )
-    return masked_headers(event.headers, tuple(n for n in named if n) + looks_secret)
