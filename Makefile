@@ -28,7 +28,7 @@ run: install
 	$(DEV_ENV) $(BIN)/python manage.py migrate --no-input
 	@$(DEV_ENV) $(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/
 	@echo "Receiving on http://$(HOST):$(PORT)/hooks/<source-slug>/  API: http://$(HOST):$(PORT)/api/v1/schema/ui/"
-	$(DEV_ENV) $(BIN)/python scripts/run_dev.py $(HOST):$(PORT) $(VENV)/celerybeat-schedule
+	$(DEV_ENV) $(BIN)/python scripts/run_dev.py $(HOST):$(PORT) .run/celerybeat-schedule
 
 test: install
 	$(BIN)/ruff check .
@@ -55,5 +55,10 @@ bench: install
 check-compose: install
 	$(BIN)/python scripts/check_compose.py
 
+# Everything the targets above make; .broker, control, db.sqlite3* and celerybeat-schedule* are
+# where older versions of `make run` left their files.
 clean:
-	rm -rf $(VENV) .broker db.sqlite3 test-artifacts
+	rm -rf $(VENV) .venv-* .run test-artifacts .pytest_cache .ruff_cache .import_linter_cache \
+		bench/.work bench/.venv-* \
+		.broker control db.sqlite3 db.sqlite3-shm db.sqlite3-wal celerybeat-schedule*
+	find . -name __pycache__ -type d -not -path "./.git/*" -prune -exec rm -rf {} +

@@ -12,6 +12,9 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# What the embedded default writes while it runs (SQLite, the filesystem broker): one ignored
+# folder, removed by `make clean`.
+RUN_DIR = BASE_DIR / ".run"
 
 
 def env_str(name: str, default: str | None = None) -> str:
@@ -72,7 +75,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://localhost,http:/
 try:
     DATABASES = {
         "default": dj_database_url.parse(
-            env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+            env_str("DATABASE_URL", f"sqlite:///{RUN_DIR / 'db.sqlite3'}"),
             conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
             conn_health_checks=True,
         )
@@ -80,6 +83,8 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if DATABASES["default"]["NAME"] not in ("", ":memory:"):
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # SQLite serialises writers; waiting for the lock beats answering 503 under light load.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
@@ -190,13 +195,15 @@ SPECTACULAR_SETTINGS = {
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _queue_dir = Path(env_str("HUB_FILESYSTEM_BROKER_DIR", str(BASE_DIR / ".broker")))
-    for _sub in ("out", "processed"):
+    _queue_dir = Path(env_str("HUB_FILESYSTEM_BROKER_DIR", str(RUN_DIR / "broker")))
+    for _sub in ("out", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
         "processed_folder": str(_queue_dir / "processed"),
+        # Broadcast messages (worker control); kombu's default is ./control.
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
 else:
