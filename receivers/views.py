@@ -25,6 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from hub.middleware import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
 
+from . import metrics
 from .group_commit import MAX_BATCH, Pending, writer
 from .providers.base import CaseInsensitiveDict, Incoming
 from .services import Outcome, Verified, client_address, not_stored, receive, stored, verify
@@ -57,11 +58,10 @@ def handle(
         declared = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 400, {"error": "Invalid Content-Length."}, {}
-    if declared > limit:
-        return 413, {"error": f"The body is larger than {limit} bytes."}, {}
     # Read past the limit by one byte so a body without Content-Length is still capped.
-    body = read(limit + 1)
-    if len(body) > limit:
+    body = b"" if declared > limit else read(limit + 1)
+    if declared > limit or len(body) > limit:
+        metrics.rejected(None, "too_large")
         return 413, {"error": f"The body is larger than {limit} bytes."}, {}
     query = meta.get("QUERY_STRING", "")
     incoming = Incoming(

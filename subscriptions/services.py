@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from receivers.models import Event, EventStatus
 
+from . import metrics
 from .models import (
     MAX_TIMEOUT_SECONDS,
     OPEN_STATUSES,
@@ -277,10 +278,11 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
         Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
         sub.lease_until = lease
     # Only what sending needs: the parsed payload only for CloudEvents, and no admin fields.
+    # received_at is also what the receive-to-delivered latency is measured from.
     event_fields = ["event__raw_body", "event__headers", "event__type", "event__source__slug"]
+    event_fields += ["event__received_at"]
     if sub.payload_format == PayloadFormat.CLOUDEVENTS:
         event_fields += ["event__payload", "event__external_id", "event__occurred_at"]
-        event_fields += ["event__received_at"]
     return list(
         Delivery.objects.filter(
             subscription=sub, status=DeliveryStatus.SENDING, claimed_until=lease
@@ -483,6 +485,7 @@ def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> 
             Subscription.objects.filter(pk=sub.pk).update(**health)
             for key, value in health.items():
                 setattr(sub, key, value)
+    metrics.count_batch(sub, done, attempts)
     if any(d.last_status_code == 410 for d in done):
         disable_subscription(sub.pk, "The target answered 410 Gone.")
 
@@ -744,4 +747,6 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     due = set(due_deliveries(now).values_list("subscription_id", flat=True).distinct())
     counts["drains"] = len(due)
     request_drains(due)
+    if any(counts.values()):
+        logger.info("sweep found work: %s", counts)
     return counts
