@@ -11,7 +11,7 @@ class HubConfig(AppConfig):
         from receivers import metrics
 
         from .log_filters import mask_every_record
-        from .metrics import add_to_database
+        from .metrics import add_from_flusher
 
         mask_every_record()
-        metrics.flush_to(add_to_database, settings.HUB_METRICS_FLUSH_SECONDS)
+        metrics.flush_to(add_from_flusher, settings.HUB_METRICS_FLUSH_SECONDS)

@@ -73,7 +73,7 @@ def beat_forever(name: str, stop: threading.Event) -> None:
         except Exception:  # noqa: BLE001, S110 - the database is down: /readyz says so
             pass
         finally:
-            connections.close_all()
+            connection.close_if_unusable_or_obsolete()
         if stop.wait(settings.HUB_SWEEP_SECONDS):
             return
 

@@ -48,11 +48,16 @@ def add_to_database(amounts: dict[recorded.Key, float]) -> None:
         params += [metric, json.dumps(labels), part, value]
     table = connection.ops.quote_name(MetricTotal._meta.db_table)
     statement = UPSERT_SQL.format(table=table, rows=", ".join(rows))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+def add_from_flusher(amounts: dict[recorded.Key, float]) -> None:
+    """add_to_database for the flusher thread, which no request's end tidies up after: a
+    broken or expired connection is dropped here, and the next flush opens a new one."""
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(statement, params)
+        add_to_database(amounts)
     finally:
-        # The flusher thread never ends a request: drop a broken connection here instead.
         connection.close_if_unusable_or_obsolete()
 
 

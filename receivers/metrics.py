@@ -49,11 +49,8 @@ class Counter:
 
 
 def bucket_bound(bound: float) -> str:
-    """A bucket's upper bound as Prometheus's own client writes it (floatToGoString)."""
-    if bound == float("inf"):
-        return "+Inf"
-    text = repr(float(bound))
-    return text[:-2] if text.endswith(".0") else text
+    """A bucket's upper bound as prometheus_client writes it (floatToGoString), for these sizes."""
+    return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
 class Histogram:
