@@ -287,3 +287,8 @@ LOGGING = {
         "celery.beat": {"level": CELERY_ROUTINE},
     },
 }
+if HUB_LOG_FORMAT == "json":
+    # The web server's own loggers write through handlers of their own: in its worker
+    # processes, once Django is loaded, their lines become JSON too.
+    for _server_logger in ("gunicorn.error", "gunicorn.access", "uvicorn.error", "uvicorn.access"):
+        LOGGING["loggers"][_server_logger] = {"handlers": ["console"], "propagate": False}

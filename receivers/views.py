@@ -210,7 +210,7 @@ def failed(exc: Exception, slug: str) -> tuple[int, list, bytes]:
     json_type = ("Content-Type", "application/json")
     if database_unavailable(exc):
         return 503, [json_type, *UNAVAILABLE_HEADERS, *security_headers()], UNAVAILABLE_BODY
-    logger.exception("receive failed for source %s", slug, exc_info=exc)
+    logger.exception("receive failed for source %s", slug, exc_info=exc, extra={"source": slug})
     return 500, [json_type, *security_headers()], SERVER_ERROR
 
 

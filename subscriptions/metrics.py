@@ -1,6 +1,8 @@
-"""What delivering is counted as (receivers/metrics.py keeps the counts; docs/operations.md)."""
+"""What delivering is counted and logged as (receivers/metrics.py keeps the counts)."""
 
 from __future__ import annotations
+
+import logging
 
 from receivers.metrics import Counter, Histogram
 
@@ -25,6 +27,9 @@ delivered_seconds = Histogram(
     [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 86400],
 )
 
+logger = logging.getLogger("subscriptions.delivery")
+LEVELS = {"success": logging.DEBUG, "retry": logging.INFO}
+
 # The prefix send_batch gives the error of an attempt refused before it was sent.
 REFUSED = "refused:"
 # Answers that would have been retried had a retry been left (services.Result.transient).
@@ -44,11 +49,27 @@ def outcome(delivery: Delivery, attempt: Attempt) -> str:
     return "failed"
 
 
-def count_batch(sub: Subscription, done: list[Delivery], made: list[Attempt]) -> None:
-    """Count a recorded batch: each delivery with its one attempt (services.record)."""
+def report_batch(sub: Subscription, done: list[Delivery], made: list[Attempt]) -> None:
+    """Count and log a recorded batch: each delivery with its one attempt (services.record)."""
     label = str(sub.pk)
     for delivery, attempt in zip(done, made, strict=True):
-        attempts.inc(label, outcome(delivery, attempt))
+        result = outcome(delivery, attempt)
+        attempts.inc(label, result)
+        logger.log(
+            LEVELS.get(result, logging.WARNING),
+            "delivery %s of event %s to subscription %s: %s (%s)",
+            delivery.pk,
+            delivery.event_id,
+            sub.pk,
+            result,
+            attempt.error or attempt.status_code,
+            extra={
+                "event_id": delivery.event_id,
+                "source": delivery.event.source.slug,
+                "subscription": sub.pk,
+                "delivery_id": delivery.pk,
+            },
+        )
         if attempt.error.startswith(REFUSED):
             continue
         attempt_seconds.observe(attempt.duration_ms / 1000, label)

@@ -200,7 +200,12 @@ def request_drains(subscription_ids: Iterable[int]) -> None:
         try:
             drain_subscription_task.apply_async(args=[sub_id], retry=False)
         except Exception as exc:  # noqa: BLE001 - the sweep requests it again
-            logger.warning("could not request a drain of subscription %s: %s", sub_id, exc)
+            logger.warning(
+                "could not request a drain of subscription %s: %s",
+                sub_id,
+                exc,
+                extra={"subscription": sub_id},
+            )
             return
 
 
@@ -485,7 +490,7 @@ def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> 
             Subscription.objects.filter(pk=sub.pk).update(**health)
             for key, value in health.items():
                 setattr(sub, key, value)
-    metrics.count_batch(sub, done, attempts)
+    metrics.report_batch(sub, done, attempts)
     if any(d.last_status_code == 410 for d in done):
         disable_subscription(sub.pk, "The target answered 410 Gone.")
 
@@ -662,7 +667,12 @@ def disable_subscription(subscription_id: int, reason: str) -> None:
         is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:300]
     )
     if updated:
-        logger.warning("subscription %s disabled: %s", subscription_id, reason)
+        logger.warning(
+            "subscription %s disabled: %s",
+            subscription_id,
+            reason,
+            extra={"subscription": subscription_id},
+        )
 
 
 # Replays ------------------------------------------------------------------------------------
