@@ -40,10 +40,14 @@ class Counter:
         self.labels = tuple(labels)
         FAMILIES[name] = self
 
-    def inc(self, *values: str, amount: float = 1.0) -> None:
+    def inc(self, *values: str) -> None:
         key = (self.name, values, "")
-        with _lock:
-            _pending[key] = _pending.get(key, 0.0) + amount
+        # acquire/release: a `with` block cost as much again as the rest of this call.
+        _lock.acquire()
+        try:
+            _pending[key] = _pending.get(key, 0.0) + 1.0
+        finally:
+            _lock.release()
         if not _flusher.running:
             _flusher.start()
 
@@ -67,9 +71,12 @@ class Histogram:
     def observe(self, value: float, *values: str) -> None:
         bucket = (self.name, values, self.parts[bisect.bisect_left(self.bounds, value)])
         total = (self.name, values, "sum")
-        with _lock:
+        _lock.acquire()
+        try:
             _pending[bucket] = _pending.get(bucket, 0.0) + 1.0
             _pending[total] = _pending.get(total, 0.0) + value
+        finally:
+            _lock.release()
         if not _flusher.running:
             _flusher.start()
 
