@@ -202,12 +202,14 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = Path(env_str("HUB_FILESYSTEM_BROKER_DIR", str(BASE_DIR / ".broker")))
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
         "processed_folder": str(_queue_dir / "processed"),
+        # Otherwise kombu keeps its exchange table in ./control, wherever the process started.
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
 else:
