@@ -1,9 +1,45 @@
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 app = Celery("hub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def use_django_logging(**_kwargs) -> None:
+    """Celery logs through settings.LOGGING (its own setup would replace it, format and masks)."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
+
+
+@signals.worker_ready.connect
+def start_heartbeat(**_kwargs) -> None:
+    from .health import start_worker_heartbeat
+
+    start_worker_heartbeat()
+
+
+@signals.after_task_publish.connect
+def beat_sent_sweep(sender=None, headers=None, **_kwargs) -> None:
+    """In beat: it just sent the sweep (celery.beat marks what it sends with a header)."""
+    from .health import SWEEP_TASK, beat, beat_name
+
+    if sender == SWEEP_TASK and (headers or {}).get("celery_beat_task"):
+        beat(beat_name())
+
+
+@signals.task_success.connect
+def beat_sweep_ran(sender=None, **_kwargs) -> None:
+    """In a worker: a sweep that beat sent has run (not one run by any other caller)."""
+    from .health import BEAT_SWEEP, SWEEP_TASK, beat
+
+    if sender is not None and sender.name == SWEEP_TASK:
+        if getattr(sender.request, "celery_beat_task", False):
+            beat(BEAT_SWEEP)

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "hub.middleware.DatabaseUnavailableMiddleware",
+    "hub.middleware.MonitoringEndpoints",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -170,6 +171,16 @@ HUB_SOURCE_CACHE_SECONDS = env_int("HUB_SOURCE_CACHE_SECONDS", 5, minimum=0)
 # How long past its timeout a delivery stays claimed before the sweep hands it out again.
 HUB_LEASE_MARGIN_SECONDS = env_int("HUB_LEASE_MARGIN_SECONDS", 30, minimum=1)
 HUB_PUBLIC_URL = env_str("HUB_PUBLIC_URL", "http://localhost:8000").rstrip("/")
+# Bearer token /metrics asks for (empty: /metrics is open, e.g. on an internal network).
+HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN", "")
+# How often each process adds what it counted to the database's totals (0: never by itself).
+HUB_METRICS_FLUSH_SECONDS = env_int("HUB_METRICS_FLUSH_SECONDS", 5, minimum=0)
+HUB_LOG_FORMAT = env_str("HUB_LOG_FORMAT", "plain")
+if HUB_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"HUB_LOG_FORMAT must be plain or json, got {HUB_LOG_FORMAT!r}.")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL must be a logging level name, got {LOG_LEVEL!r}.")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -238,11 +249,19 @@ CELERY_BEAT_SCHEDULE = {
     "purge-old-events": {"task": "receivers.tasks.purge_old_events", "schedule": 3600.0},
 }
 
+# Lines Celery writes for every task and every periodic send: an idle hub stays quiet.
+CELERY_ROUTINE = "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # One JSON object per line; event_id, source, subscription, delivery_id where given.
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
         # runserver's request lines (`make run`), formatted as Django does.
         "server": {
             "()": "django.utils.log.ServerFormatter",
@@ -255,20 +274,28 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": HUB_LOG_FORMAT,
             "filters": ["url_tokens"],
         },
         "server": {
             "class": "logging.StreamHandler",
-            "formatter": "server",
+            "formatter": "server" if HUB_LOG_FORMAT == "plain" else "json",
             "filters": ["url_tokens"],
         },
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
         # Connection-pool chatter would drown everything else.
         "urllib3": {"level": "WARNING"},
+        "celery.app.trace": {"level": CELERY_ROUTINE},
+        "celery.worker.strategy": {"level": CELERY_ROUTINE},
+        "celery.beat": {"level": CELERY_ROUTINE},
     },
 }
+if HUB_LOG_FORMAT == "json":
+    # The web server's own loggers write through handlers of their own: in its worker
+    # processes, once Django is loaded, their lines become JSON too.
+    for _server_logger in ("gunicorn.error", "gunicorn.access", "uvicorn.error", "uvicorn.access"):
+        LOGGING["loggers"][_server_logger] = {"handlers": ["console"], "propagate": False}

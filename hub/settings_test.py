@@ -6,6 +6,8 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("HUB_ALLOW_PRIVATE_TARGETS", "1")
 # Tasks run inline here: a drain waiting for more work would only slow every test down.
 os.environ.setdefault("HUB_DRAIN_IDLE_MS", "0")
+# No flusher thread writing behind the tests' backs: tests flush when they mean to.
+os.environ.setdefault("HUB_METRICS_FLUSH_SECONDS", "0")
 
 from .settings import *  # noqa: E402,F403
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
+from . import metrics
 from .group_commit import Arrival, NewEvent, writer
 from .lookup import cached_source, find_source, forget_sources
 from .models import Event, EventStatus, Source
@@ -123,14 +124,19 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
     Called by itself by receivers.worker, which stores the events it verifies in one batch."""
     found = cached_source(slug)
     if found is None:
+        metrics.rejected(None, "unknown_source")
         return NOT_FOUND
     source, secrets = found
     provider = get_provider(source.provider)
 
     if not ip_allowed(source, incoming.remote_addr):
         logger.warning(
-            "source %s: request from %s is not on the allow list", slug, incoming.remote_addr
+            "source %s: request from %s is not on the allow list",
+            slug,
+            incoming.remote_addr,
+            extra={"source": slug},
         )
+        metrics.rejected(slug, "ip_not_allowed")
         return UNAUTHORIZED
     if not source.verify_nothing:
         try:
@@ -138,13 +144,15 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
                 raise VerificationFailed("the source has no active secret")
             provider.verify(incoming, secrets, source)
         except VerificationFailed as exc:
-            logger.warning("source %s: verification failed: %s", slug, exc)
+            logger.warning("source %s: verification failed: %s", slug, exc, extra={"source": slug})
+            metrics.rejected(slug, "signature")
             return UNAUTHORIZED
 
     try:
         payload = load_json(incoming.body)
         parsed = provider.parse(payload, incoming)
     except BadPayload as exc:
+        metrics.rejected(slug, "bad_payload")
         return Outcome(400, {"error": str(exc)})
 
     secret_headers = provider.credential_headers(source)
@@ -165,6 +173,7 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
 
 def stored(verified: Verified, event_id: int | None) -> Outcome:
     """The answer for an event now in the database; None as its id means a duplicate."""
+    metrics.stored(verified.slug, duplicate=event_id is None)
     if event_id is None:
         # The platform retried or delivered twice: stored once, counted, answered the same.
         return success(verified.provider, None, duplicate=True)
@@ -177,6 +186,7 @@ def not_stored(verified: Verified, exc: IntegrityError) -> Outcome:
     """The cached source was deleted a moment ago: 404. Anything else is a bug: re-raised."""
     forget_sources()
     if find_source(verified.slug) is None:
+        metrics.rejected(None, "unknown_source")
         return NOT_FOUND
     raise exc
 

@@ -23,6 +23,7 @@ from django.db import IntegrityError, close_old_connections
 from django.http import HttpHeaders, HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
+from . import metrics
 from .group_commit import MAX_BATCH, Pending, writer
 from .providers.base import CaseInsensitiveDict, Incoming
 from .services import Outcome, Verified, client_address, not_stored, receive, stored, verify
@@ -56,11 +57,10 @@ def handle(
         declared = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 400, {"error": "Invalid Content-Length."}, {}
-    if declared > limit:
-        return 413, {"error": f"The body is larger than {limit} bytes."}, {}
     # Read past the limit by one byte so a body without Content-Length is still capped.
-    body = read(limit + 1)
-    if len(body) > limit:
+    body = b"" if declared > limit else read(limit + 1)
+    if declared > limit or len(body) > limit:
+        metrics.rejected(None, "too_large")
         return 413, {"error": f"The body is larger than {limit} bytes."}, {}
     query = meta.get("QUERY_STRING", "")
     incoming = Incoming(
@@ -209,7 +209,7 @@ def failed(exc: Exception, slug: str) -> tuple[int, list, bytes]:
     json_type = ("Content-Type", "application/json")
     if database_unavailable(exc):
         return 503, [json_type, *UNAVAILABLE_HEADERS, *security_headers()], UNAVAILABLE_BODY
-    logger.exception("receive failed for source %s", slug, exc_info=exc)
+    logger.exception("receive failed for source %s", slug, exc_info=exc, extra={"source": slug})
     return 500, [json_type, *security_headers()], SERVER_ERROR
 
 

@@ -28,5 +28,10 @@ def request_drains(subscription_ids: Iterable[int]) -> None:
         try:
             request(DRAIN_SUBSCRIPTION, sub_id)
         except Exception as exc:  # noqa: BLE001 - the sweep requests it again
-            logger.warning("could not request a drain of subscription %s: %s", sub_id, exc)
+            logger.warning(
+                "could not request a drain of subscription %s: %s",
+                sub_id,
+                exc,
+                extra={"subscription": sub_id},
+            )
             return

@@ -85,10 +85,11 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
         Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
         sub.lease_until = lease
     # Only what sending needs: the parsed payload only for CloudEvents, and no admin fields.
+    # received_at is also what the receive-to-delivered latency is measured from.
     event_fields = ["event__raw_body", "event__headers", "event__type", "event__source__slug"]
+    event_fields += ["event__received_at"]
     if sub.payload_format == PayloadFormat.CLOUDEVENTS:
         event_fields += ["event__payload", "event__external_id", "event__occurred_at"]
-        event_fields += ["event__received_at"]
     return list(
         Delivery.objects.filter(
             subscription=sub, status=DeliveryStatus.SENDING, claimed_until=lease

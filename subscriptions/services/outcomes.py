@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from .. import metrics
 from ..models import Attempt, Delivery, DeliveryStatus, Subscription
 from ..sender import Result
 
@@ -138,6 +139,7 @@ def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> 
             Subscription.objects.filter(pk=sub.pk).update(**health)
             for key, value in health.items():
                 setattr(sub, key, value)
+    metrics.report_batch(sub, done, attempts)
     if any(d.last_status_code == 410 for d in done):
         disable_subscription(sub.pk, "The target answered 410 Gone.")
 
@@ -155,4 +157,9 @@ def disable_subscription(subscription_id: int, reason: str) -> None:
         is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:300]
     )
     if updated:
-        logger.warning("subscription %s disabled: %s", subscription_id, reason)
+        logger.warning(
+            "subscription %s disabled: %s",
+            subscription_id,
+            reason,
+            extra={"subscription": subscription_id},
+        )

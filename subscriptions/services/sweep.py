@@ -3,6 +3,7 @@ message or a dead worker left, so that nothing depends on the broker alone."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,6 +15,8 @@ from .. import selectors, work
 from ..models import Delivery, DeliveryStatus, Subscription
 from .fanout import fan_out
 from .outcomes import disable_subscription
+
+logger = logging.getLogger(__name__)
 
 PENDING_GRACE = timedelta(seconds=2)
 
@@ -44,4 +47,6 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     due = set(selectors.due_deliveries(now).values_list("subscription_id", flat=True).distinct())
     counts["drains"] = len(due)
     work.request_drains(due)
+    if any(counts.values()):
+        logger.info("sweep found work: %s", counts)
     return counts

@@ -132,7 +132,8 @@ class HubProcesses:
         )
         wait_port(self.web_port)
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self, beat: bool = True) -> subprocess.Popen:
+        """A Celery worker, with beat inside it unless `beat` is False (see start_beat)."""
         self.worker = self.spawn(
             "worker",
             [
@@ -140,7 +141,7 @@ class HubProcesses:
                 "-A",
                 "hub",
                 "worker",
-                "--beat",
+                *(["--beat"] if beat else []),
                 "--concurrency",
                 "4",
                 "--loglevel",
@@ -150,6 +151,22 @@ class HubProcesses:
             ],
         )
         return self.worker
+
+    def start_beat(self) -> subprocess.Popen:
+        """beat as a process of its own, as docker-compose.yml runs it."""
+        return self.spawn(
+            "beat",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "hub",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.logs / "beat-only-schedule"),
+            ],
+        )
 
     def kill_worker(self) -> None:
         assert self.worker is not None
