@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from hub.log_filters import mask_every_record
-from subscriptions.services import drain, fanout, outcomes, sweep
+from subscriptions.services import drain, fanout, sweep
 from subscriptions.tests.factories import EventFactory, SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 from tests.reliability.processes import ROOT

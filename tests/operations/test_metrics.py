@@ -13,8 +13,8 @@ from hub import metrics as exposition
 from hub.models import MetricTotal
 from receivers import metrics
 from receivers.tests.test_providers import make_source, post, sign
-from subscriptions.services import drain, fanout, outcomes, sweep
 from subscriptions.models import Delivery, DeliveryStatus
+from subscriptions.services import drain, fanout, outcomes
 from subscriptions.tests.factories import EventFactory, SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
