@@ -128,25 +128,10 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
         return NOT_FOUND
     source, secrets = found
     provider = get_provider(source.provider)
-
-    if not ip_allowed(source, incoming.remote_addr):
-        logger.warning(
-            "source %s: request from %s is not on the allow list",
-            slug,
-            incoming.remote_addr,
-            extra={"source": slug},
-        )
-        metrics.rejected(slug, "ip_not_allowed")
+    reason = unauthentic(slug, source, provider, secrets, incoming)
+    if reason is not None:
+        metrics.rejected(slug, reason)
         return UNAUTHORIZED
-    if not source.verify_nothing:
-        try:
-            if not secrets:
-                raise VerificationFailed("the source has no active secret")
-            provider.verify(incoming, secrets, source)
-        except VerificationFailed as exc:
-            logger.warning("source %s: verification failed: %s", slug, exc, extra={"source": slug})
-            metrics.rejected(slug, "signature")
-            return UNAUTHORIZED
 
     try:
         payload = load_json(incoming.body)
@@ -169,6 +154,30 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
         status=EventStatus.IGNORED if parsed.is_test else EventStatus.PENDING,
     )
     return Verified(slug, provider, event)
+
+
+def unauthentic(
+    slug: str, source: Source, provider: Provider, secrets: list[str], incoming: Incoming
+) -> str | None:
+    """Why the request is refused as unauthentic (logged, never told the caller), or None."""
+    if not ip_allowed(source, incoming.remote_addr):
+        logger.warning(
+            "source %s: request from %s is not on the allow list",
+            slug,
+            incoming.remote_addr,
+            extra={"source": slug},
+        )
+        return "ip_not_allowed"
+    if source.verify_nothing:
+        return None
+    try:
+        if not secrets:
+            raise VerificationFailed("the source has no active secret")
+        provider.verify(incoming, secrets, source)
+    except VerificationFailed as exc:
+        logger.warning("source %s: verification failed: %s", slug, exc, extra={"source": slug})
+        return "signature"
+    return None
 
 
 def stored(verified: Verified, event_id: int | None) -> Outcome:
