@@ -12,7 +12,7 @@ DEV_ENV := DEBUG=$${DEBUG:-1} SECRET_KEY=$${SECRET_KEY:-dev-only-insecure-key} \
 	HUB_ALLOW_PRIVATE_TARGETS=$${HUB_ALLOW_PRIVATE_TARGETS:-1} \
 	HUB_PUBLIC_URL=$${HUB_PUBLIC_URL:-http://$(HOST):$(PORT)}
 
-.PHONY: install run test lint format bench check-compose clean
+.PHONY: install run token test lint format bench check-compose clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ run: install
 	@$(DEV_ENV) $(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/
 	@echo "Receiving on http://$(HOST):$(PORT)/hooks/<source-slug>/  API: http://$(HOST):$(PORT)/api/v1/schema/ui/"
 	$(DEV_ENV) $(BIN)/python scripts/run_dev.py $(HOST):$(PORT) .run/celerybeat-schedule
+
+# An API token for make run's admin user, printed alone.
+token: install
+	@$(DEV_ENV) $(BIN)/python manage.py drf_create_token admin | awk '{print $$3}'
 
 test: install
 	$(BIN)/ruff check .

@@ -13,6 +13,8 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from subscriptions.tests.receiver import TestReceiver
+
 
 def services_required() -> bool:
     return os.environ.get("HUB_REQUIRE_SERVICES") == "1" or os.environ.get("CI") == "true"
@@ -53,3 +55,10 @@ def api(db) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
     return client
+
+
+@pytest.fixture
+def receiver():
+    """The fake subscriber: a local HTTP server that records requests and answers as scripted."""
+    with TestReceiver() as running:
+        yield running

@@ -226,8 +226,8 @@ else:
         "visibility_timeout": 3600,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Celery's Django fixup otherwise closes each thread's database connection around every task,
-# and a new PostgreSQL session per delivery cost more than the delivery itself.
+# Each worker thread keeps its database connection across tasks; Celery's Django fixup would
+# otherwise open a new PostgreSQL session for every task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 # Messages are acknowledged when a task starts. Fan-out, drain and sweep tasks only point at
 # work whose state is in the database, and the sweep finds it again if a worker dies; a task
@@ -237,7 +237,7 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 # Threads: delivery is network-bound, and a subscriber that hangs until its timeout holds one
-# thread while the others keep delivering (see README, "Concurrency model").
+# thread while the others keep delivering (docs/performance-and-concurrency.md).
 CELERY_WORKER_POOL = "threads"
 CELERY_WORKER_CONCURRENCY = env_int("HUB_WORKER_CONCURRENCY", 16, minimum=1)
 CELERY_TASK_IGNORE_RESULT = True

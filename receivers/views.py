@@ -93,8 +93,8 @@ def body_reader(request: HttpRequest) -> Callable[[int], bytes]:
 
 def request_headers(meta: Mapping) -> CaseInsensitiveDict:
     """The request's headers, named by Django's own rule (HttpHeaders.parse_header_name) and
-    lowercased as CaseInsensitiveDict keeps them; built directly, at half the cost of an
-    HttpHeaders object copied into a CaseInsensitiveDict."""
+    lowercased as CaseInsensitiveDict keeps them; built directly, not as an HttpHeaders
+    object copied into a CaseInsensitiveDict."""
     headers = CaseInsensitiveDict()
     for key, value in meta.items():
         name = HttpHeaders.parse_header_name(key)

@@ -7,9 +7,8 @@ the database and the periodic sweep (subscriptions.services.sweep) finds them.
 
 One request covers every event stored before it, so the thread sends at most one per
 FAN_OUT_GAP_SECONDS: with a Redis broker the gap is shared by every web process (a key set
-with NX and an expiry), otherwise it is kept per process. A request per event cost each web
-process a broker round trip and the worker a task per event, and under load both were more
-than the fan-out itself.
+with NX and an expiry), otherwise it is kept per process: a request per event would cost each
+web process a broker round trip and the worker a task per event.
 """
 
 from __future__ import annotations
@@ -115,9 +114,8 @@ class RedisGate:
 
 
 def prepare() -> None:
-    """Pay, before serving, what the first announcement would: finalizing the Celery app
-    and loading the broker client took a web process about a second of CPU, and stalled the
-    requests that came with it."""
+    """Pay, before serving, what the first announcement would (finalizing the Celery app,
+    loading the broker client), so that no request waits for it."""
     current_app.finalize(auto=True)
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         _ensure_thread()

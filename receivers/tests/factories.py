@@ -7,7 +7,8 @@ import json
 import factory
 from django.utils import timezone
 
-from receivers.models import Event, Source, SourceSecret, generate_secret
+from receivers.models import Event, EventStatus, Source, SourceSecret, generate_secret
+from receivers.providers import get_provider
 
 # Options that make a provider's source work, for providers that read options of their own.
 # The generic HMAC one is GitHub-like and also signs a timestamp header, to exercise the template.
@@ -41,7 +42,8 @@ class SecretFactory(factory.django.DjangoModelFactory):
 def make_source(provider: str = "gridx", secrets: int = 1, **fields) -> tuple[Source, list[str]]:
     """A source that works for its provider, with `secrets` generated secrets (returned too)."""
     source = SourceFactory(provider=provider, **{**PROVIDER_OPTIONS.get(provider, {}), **fields})
-    values = [generate_secret() for _ in range(secrets)]
+    url_safe = get_provider(provider).url_token
+    values = [generate_secret(url_safe=url_safe) for _ in range(secrets)]
     for value in values:
         SecretFactory(source=source, value=value)
     return source, values
@@ -58,3 +60,12 @@ class EventFactory(factory.django.DjangoModelFactory):
     raw_body = factory.LazyAttribute(lambda o: json.dumps(o.payload).encode())
     headers = factory.LazyFunction(lambda: {"content-type": "application/json"})
     received_at = factory.LazyFunction(timezone.now)
+
+
+class DispatchedEventFactory(EventFactory):
+    """An event of the history: fanned out already, its signature header stored masked."""
+
+    status = EventStatus.DISPATCHED
+    headers = factory.LazyFunction(
+        lambda: {"content-type": "application/json", "x-signature": "****"}
+    )

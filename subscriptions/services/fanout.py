@@ -73,8 +73,8 @@ INSERT_DELIVERIES_SQL = (
 def insert_deliveries(pairs: list[tuple[int, int]]) -> None:
     """One Delivery per (event id, subscription id), skipping pairs that already have one.
 
-    On PostgreSQL one statement takes the ids as three arrays: building a model instance and
-    preparing a dozen values per delivery (bulk_create) was the largest part of a fan-out.
+    On PostgreSQL one statement takes the ids as three arrays, instead of a model instance and
+    a dozen prepared values per delivery (bulk_create).
     """
     if not pairs:
         return

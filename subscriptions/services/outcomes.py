@@ -73,9 +73,9 @@ DELIVERY_FIELDS = [
 
 
 def save_outcomes(done: list[Delivery]) -> None:
-    """One UPDATE per distinct outcome: a healthy batch is a single statement.
+    """One UPDATE per distinct outcome: a healthy batch is a single statement (bulk_update
+    would write a CASE per row and field).
 
-    (bulk_update's CASE per row and field cost more CPU than the HTTP requests themselves.)
     Deliveries in a group share their outcome to the letter, but for delivered_at, which
     takes the group's latest value (they were delivered within the same batch), and
     next_attempt_at, which only a retry changes.

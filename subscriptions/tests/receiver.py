@@ -1,7 +1,9 @@
-"""A real local HTTP receiver for tests: records every request, answers as scripted."""
+"""The one fake subscriber for tests: a real local HTTP server that records every request and
+answers as scripted. (A support module: the `receiver` fixture in conftest.py starts one.)"""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,12 @@ class Answer:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+
+    @classmethod
+    def json(cls, status: int) -> Answer:
+        """`{"ok": <2xx>, "status": <status>}`, as a JSON API would answer."""
+        body = json.dumps({"ok": status < 300, "status": status}).encode()
+        return cls(status, body, {"content-type": "application/json"})
 
 
 class TestReceiver:

@@ -15,15 +15,9 @@ from subscriptions import sender, targets
 from subscriptions.models import Attempt, Delivery, DeliveryStatus, PayloadFormat
 from subscriptions.services import controls, drain, fanout, outcomes, replay, sweep
 from subscriptions.tests.factories import SubscriptionFactory
-from subscriptions.tests.receiver import Answer, TestReceiver
+from subscriptions.tests.receiver import Answer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver():
-    with TestReceiver() as running:
-        yield running
 
 
 def deliver(event, *subs):

@@ -29,12 +29,6 @@ from subscriptions.tests.receiver import TestReceiver
 WAIT = 10.0
 
 
-@pytest.fixture
-def receiver():
-    with TestReceiver() as running:
-        yield running
-
-
 class RecordingNewWork(drain.NewWork):
     """drain.NewWork that tells when a drain waits, and whether an announcement woke it.
 

@@ -4,7 +4,10 @@ import pytest
 from django.utils import timezone
 
 from hub import dashboard
+from receivers.tests.factories import DispatchedEventFactory, make_source
 from subscriptions.models import Attempt, DeliveryStatus
+from subscriptions.tests.factories import DeliveryFactory, SubscriptionFactory
+from tests.factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -12,10 +15,10 @@ URL = "/admin/dashboard/"
 
 
 @pytest.fixture
-def traffic(helpers):
+def traffic():
     now = timezone.now()
-    gridx = helpers.make_source("gridx-prod")
-    edrv = helpers.make_source("edrv-prod", provider="edrv")
+    gridx = make_source(slug="gridx-prod")[0]
+    edrv = make_source("edrv", slug="edrv-prod")[0]
     for hours_ago, source, count in (
         (0, gridx, 3),
         (2, edrv, 2),
@@ -23,7 +26,7 @@ def traffic(helpers):
         (24 * 8, edrv, 5),
     ):
         for _ in range(count):
-            helpers.make_event(source, received_at=now - timedelta(hours=hours_ago))
+            DispatchedEventFactory(source=source, received_at=now - timedelta(hours=hours_ago))
     return gridx, edrv
 
 
@@ -41,13 +44,27 @@ def test_charts_count_per_hour_and_source(traffic):
     assert any("gridx-prod: 4" in bar.title for bar in week.bars)
 
 
-def test_dashboard_page(admin_client, helpers, traffic):
+def test_dashboard_page(admin_client, traffic):
     gridx, _ = traffic
-    sub = helpers.make_subscription(name="billing", consecutive_failures=2)
-    waiting_event = helpers.make_event(gridx, received_at=timezone.now() - timedelta(hours=5))
-    waiting = helpers.make_delivery(waiting_event, sub, DeliveryStatus.RETRYING, (500, 502))
-    helpers.make_delivery(helpers.make_event(gridx), sub, DeliveryStatus.SUCCEEDED, (200,))
-    helpers.make_delivery(helpers.make_event(gridx), sub, DeliveryStatus.FAILED, (500,))
+    sub = SubscriptionFactory(name="billing", consecutive_failures=2)
+    waiting_event = DispatchedEventFactory(
+        source=gridx, received_at=timezone.now() - timedelta(hours=5)
+    )
+    waiting = DeliveryFactory(
+        event=waiting_event, subscription=sub, status=DeliveryStatus.RETRYING, attempts=(500, 502)
+    )
+    DeliveryFactory(
+        event=DispatchedEventFactory(source=gridx),
+        subscription=sub,
+        status=DeliveryStatus.SUCCEEDED,
+        attempts=(200,),
+    )
+    DeliveryFactory(
+        event=DispatchedEventFactory(source=gridx),
+        subscription=sub,
+        status=DeliveryStatus.FAILED,
+        attempts=(500,),
+    )
     response = admin_client.get(URL)
     assert response.status_code == 200
     page = response.content.decode()
@@ -62,12 +79,12 @@ def test_dashboard_page(admin_client, helpers, traffic):
     assert Attempt.objects.count() == 4
 
 
-def test_dashboard_is_linked_and_protected(client, admin_client, helpers):
+def test_dashboard_is_linked_and_protected(client, admin_client):
     assert 'href="/admin/dashboard/"' in admin_client.get("/admin/").content.decode()
     assert client.get(URL).status_code == 302
-    client.force_login(helpers.staff_user("nobody"))
+    client.force_login(StaffUserFactory(username="nobody"))
     assert client.get(URL).status_code == 403
-    client.force_login(helpers.staff_user("viewer", "receivers.view_event"))
+    client.force_login(StaffUserFactory(username="viewer", permissions=["receivers.view_event"]))
     assert client.get(URL).status_code == 200
 
 
@@ -77,12 +94,14 @@ def test_dashboard_when_empty(admin_client):
     assert "nothing is waiting" in page
 
 
-def test_finished_hours_are_cached_and_the_current_hour_is_live(helpers, django_assert_num_queries):
-    source = helpers.make_source("gridx-prod")
+def test_finished_hours_are_cached_and_the_current_hour_is_live(django_assert_num_queries):
+    source = make_source(slug="gridx-prod")[0]
     now = timezone.now()
-    helpers.make_event(source, received_at=now - timedelta(hours=3))
+    DispatchedEventFactory(source=source, received_at=now - timedelta(hours=3))
     assert dashboard.charts(now)[0][1].total == 1
-    helpers.make_event(source, received_at=now - timedelta(hours=2))  # a finished hour: cached
-    helpers.make_event(source, received_at=now)  # the current hour: counted live
+    DispatchedEventFactory(
+        source=source, received_at=now - timedelta(hours=2)
+    )  # a finished hour: cached
+    DispatchedEventFactory(source=source, received_at=now)  # the current hour: counted live
     with django_assert_num_queries(2):  # the current hour, and the source names
         assert dashboard.charts(now)[0][1].total == 2

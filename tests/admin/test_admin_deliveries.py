@@ -4,8 +4,12 @@ from django.urls import reverse
 from kombu.exceptions import OperationalError
 
 from receivers.models import Event
+from receivers.tests.factories import DispatchedEventFactory
 from subscriptions import tasks, work
 from subscriptions.models import Attempt, Delivery, DeliveryStatus
+from subscriptions.tests.factories import DeliveryFactory, SubscriptionFactory
+from tests.admin.pages import messages_of
+from tests.factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -28,12 +32,17 @@ def queued(monkeypatch):
     return calls
 
 
-def test_filters_and_search(admin_client, helpers, source):
-    first = helpers.make_subscription(name="first")
-    second = helpers.make_subscription(name="second")
-    failed = helpers.make_delivery(helpers.make_event(source, external_id="evt-a"), first)
-    done = helpers.make_delivery(
-        helpers.make_event(source, external_id="evt-b"), second, DeliveryStatus.SUCCEEDED, (200,)
+def test_filters_and_search(admin_client, source):
+    first = SubscriptionFactory(name="first")
+    second = SubscriptionFactory(name="second")
+    failed = DeliveryFactory(
+        event=DispatchedEventFactory(source=source, external_id="evt-a"), subscription=first
+    )
+    done = DeliveryFactory(
+        event=DispatchedEventFactory(source=source, external_id="evt-b"),
+        subscription=second,
+        status=DeliveryStatus.SUCCEEDED,
+        attempts=(200,),
     )
     assert listed(admin_client.get(CHANGELIST)) == {failed.pk, done.pk}
     for query, expected in {
@@ -49,8 +58,8 @@ def test_filters_and_search(admin_client, helpers, source):
         assert listed(response) == expected, query
 
 
-def test_replay_selected_runs_in_celery_in_chunks(admin_client, helpers, source, queued):
-    sub = helpers.make_subscription()
+def test_replay_selected_runs_in_celery_in_chunks(admin_client, source, queued):
+    sub = SubscriptionFactory()
     events = Event.objects.bulk_create(
         [
             Event(source=source, external_id=f"bulk-{n}", type="t", raw_body=b"{}", payload={})
@@ -76,7 +85,7 @@ def test_replay_selected_runs_in_celery_in_chunks(admin_client, helpers, source,
         },
         follow=True,
     )
-    assert "Queued 2500 deliveries for replay." in helpers.messages(response)
+    assert "Queued 2500 deliveries for replay." in messages_of(response)
     assert [len(chunk) for chunk in queued] == [1000, 1000, 500]
     assert sorted(pk for chunk in queued for pk in chunk) == sorted(
         Delivery.objects.values_list("pk", flat=True)
@@ -86,13 +95,13 @@ def test_replay_selected_runs_in_celery_in_chunks(admin_client, helpers, source,
     assert not Delivery.objects.exclude(status=DeliveryStatus.FAILED).exists()
 
 
-def test_replay_selected_keeps_old_attempts_and_adds_one(admin_client, helpers, failed_delivery):
+def test_replay_selected_keeps_old_attempts_and_adds_one(admin_client, failed_delivery):
     response = admin_client.post(
         CHANGELIST,
         {"action": "replay_selected", "_selected_action": [failed_delivery.pk]},
         follow=True,
     )
-    assert "Queued 1 delivery for replay." in helpers.messages(response)
+    assert "Queued 1 delivery for replay." in messages_of(response)
     failed_delivery.refresh_from_db()
     assert failed_delivery.status == DeliveryStatus.SUCCEEDED
     assert failed_delivery.attempt_count == 2
@@ -103,7 +112,7 @@ def test_replay_selected_keeps_old_attempts_and_adds_one(admin_client, helpers, 
     ) == [(500, False), (200, True)]
 
 
-def test_replay_button_on_the_delivery_page(admin_client, helpers, failed_delivery, receiver):
+def test_replay_button_on_the_delivery_page(admin_client, failed_delivery, receiver):
     page = admin_client.get(
         reverse("admin:subscriptions_delivery_change", args=[failed_delivery.pk])
     )
@@ -112,16 +121,14 @@ def test_replay_button_on_the_delivery_page(admin_client, helpers, failed_delive
     url = reverse("admin:subscriptions_delivery_replay", args=[failed_delivery.pk])
     assert admin_client.get(url).status_code == 405
     response = admin_client.post(url, follow=True)
-    assert "Queued 1 delivery for replay." in helpers.messages(response)
+    assert "Queued 1 delivery for replay." in messages_of(response)
     assert response.content.decode().count('class="field-is_replay"') == 2
     assert len(receiver.requests) == 1
-    headers, _ = receiver.requests[0]
+    headers = receiver.requests[0].headers
     assert headers["webhook-id"] == failed_delivery.webhook_id
 
 
-def test_broker_down_marks_the_replay_for_the_sweep(
-    admin_client, helpers, failed_delivery, monkeypatch
-):
+def test_broker_down_marks_the_replay_for_the_sweep(admin_client, failed_delivery, monkeypatch):
     def refuse(*args, **kwargs):
         raise OperationalError("broker down")
 
@@ -132,14 +139,14 @@ def test_broker_down_marks_the_replay_for_the_sweep(
         {"action": "replay_selected", "_selected_action": [failed_delivery.pk]},
         follow=True,
     )
-    assert "Queued 1 delivery for replay." in helpers.messages(response)
+    assert "Queued 1 delivery for replay." in messages_of(response)
     failed_delivery.refresh_from_db()
     assert failed_delivery.status == DeliveryStatus.PENDING
     assert failed_delivery.replay_requested
 
 
-def test_replay_needs_its_own_permission(client, helpers, failed_delivery, queued):
-    viewer = helpers.staff_user("viewer", "subscriptions.view_delivery")
+def test_replay_needs_its_own_permission(client, failed_delivery, queued):
+    viewer = StaffUserFactory(username="viewer", permissions=["subscriptions.view_delivery"])
     client.force_login(viewer)
     page = client.get(CHANGELIST).content.decode()
     assert "replay_selected" not in page
@@ -150,8 +157,9 @@ def test_replay_needs_its_own_permission(client, helpers, failed_delivery, queue
     client.post(CHANGELIST, {"action": "replay_selected", "_selected_action": [failed_delivery.pk]})
     assert queued == []
 
-    replayer = helpers.staff_user(
-        "replayer", "subscriptions.view_delivery", "subscriptions.replay_delivery"
+    replayer = StaffUserFactory(
+        username="replayer",
+        permissions=["subscriptions.view_delivery", "subscriptions.replay_delivery"],
     )
     client.force_login(replayer)
     assert "replay_selected" in client.get(CHANGELIST).content.decode()

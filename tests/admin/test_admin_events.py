@@ -12,7 +12,11 @@ from django.utils import timezone
 from receivers.admin.event_admin import EventTypeFilter
 from receivers.admin.lists import EstimatedCountPaginator, distinct_values
 from receivers.models import Event
+from receivers.tests.factories import DispatchedEventFactory, make_source
 from subscriptions.models import Attempt, DeliveryStatus
+from subscriptions.tests.factories import DeliveryFactory, SubscriptionFactory
+from tests.admin.pages import messages_of
+from tests.factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,18 +24,26 @@ CHANGELIST = "/admin/receivers/event/"
 
 
 @pytest.fixture
-def history(helpers):
-    gridx = helpers.make_source("gridx-prod")
-    edrv = helpers.make_source("edrv-prod", provider="edrv")
+def history():
+    gridx = make_source(slug="gridx-prod")[0]
+    edrv = make_source("edrv", slug="edrv-prod")[0]
     old = timezone.now() - timedelta(days=3)
     return {
-        "online": helpers.make_event(gridx, external_id="evt-online", type="appliance/online"),
-        "session": helpers.make_event(edrv, external_id="evt-session", type="session.started"),
-        "test": helpers.make_event(
-            gridx, external_id="evt-ping", type="ping", is_test=True, status="ignored"
+        "online": DispatchedEventFactory(
+            source=gridx, external_id="evt-online", type="appliance/online"
         ),
-        "old": helpers.make_event(
-            edrv, external_id="evt-old", type="session.ended", received_at=old, status="pending"
+        "session": DispatchedEventFactory(
+            source=edrv, external_id="evt-session", type="session.started"
+        ),
+        "test": DispatchedEventFactory(
+            source=gridx, external_id="evt-ping", type="ping", is_test=True, status="ignored"
+        ),
+        "old": DispatchedEventFactory(
+            source=edrv,
+            external_id="evt-old",
+            type="session.ended",
+            received_at=old,
+            status="pending",
         ),
         "sources": (gridx, edrv),
     }
@@ -111,11 +123,11 @@ def test_only_received_at_is_sortable(admin_client, history):
     assert "sortable column-type" not in page
 
 
-def test_detail_shows_payload_headers_and_every_attempt(admin_client, helpers):
-    source = helpers.make_source("gridx-prod")
+def test_detail_shows_payload_headers_and_every_attempt(admin_client):
+    source = make_source(slug="gridx-prod")[0]
     payload = {"id": "evt-1", "type": "appliance/online", "data": {"power": 3.7}}
-    event = helpers.make_event(
-        source,
+    event = DispatchedEventFactory(
+        source=source,
         payload=payload,
         headers={
             "content-type": "application/json",
@@ -124,10 +136,10 @@ def test_detail_shows_payload_headers_and_every_attempt(admin_client, helpers):
             "user-agent": "gridx",
         },
     )
-    ok = helpers.make_subscription(name="billing")
-    down = helpers.make_subscription(name="analytics")
-    helpers.make_delivery(event, ok, status=DeliveryStatus.SUCCEEDED, codes=(200,))
-    helpers.make_delivery(event, down, codes=(500, 503))
+    ok = SubscriptionFactory(name="billing")
+    down = SubscriptionFactory(name="analytics")
+    DeliveryFactory(event=event, subscription=ok, status=DeliveryStatus.SUCCEEDED, attempts=(200,))
+    DeliveryFactory(event=event, subscription=down, attempts=(500, 503))
     page = admin_client.get(
         reverse("admin:receivers_event_change", args=[event.pk])
     ).content.decode()
@@ -156,11 +168,11 @@ def test_events_are_read_only(admin_client, history):
     assert "delete_selected" not in admin_client.get(CHANGELIST).content.decode()
 
 
-def test_replay_failed_from_the_event_page(admin_client, helpers, failed_delivery, receiver):
+def test_replay_failed_from_the_event_page(admin_client, failed_delivery, receiver):
     event = failed_delivery.event
     url = reverse("admin:receivers_event_replay_failed", args=[event.pk])
     response = admin_client.post(url, follow=True)
-    assert "Queued 1 failed delivery for replay." in helpers.messages(response)
+    assert "Queued 1 failed delivery for replay." in messages_of(response)
     failed_delivery.refresh_from_db()
     assert failed_delivery.status == DeliveryStatus.SUCCEEDED
     attempts = list(Attempt.objects.filter(delivery=failed_delivery).order_by("pk"))
@@ -173,12 +185,12 @@ def test_replay_failed_from_the_event_page(admin_client, helpers, failed_deliver
     ).exists()
 
 
-def test_replay_failed_action_on_events(admin_client, helpers, failed_delivery, receiver):
-    other = helpers.make_delivery(
-        helpers.make_event(failed_delivery.event.source),
-        failed_delivery.subscription,
+def test_replay_failed_action_on_events(admin_client, failed_delivery, receiver):
+    other = DeliveryFactory(
+        event=DispatchedEventFactory(source=failed_delivery.event.source),
+        subscription=failed_delivery.subscription,
         status=DeliveryStatus.SUCCEEDED,
-        codes=(200,),
+        attempts=(200,),
     )
     response = admin_client.post(
         CHANGELIST,
@@ -188,12 +200,12 @@ def test_replay_failed_action_on_events(admin_client, helpers, failed_delivery, 
         },
         follow=True,
     )
-    assert "Queued 1 failed delivery for replay." in helpers.messages(response)
+    assert "Queued 1 failed delivery for replay." in messages_of(response)
     assert len(receiver.requests) == 1
 
 
-def test_replay_needs_its_permission(client, helpers, failed_delivery):
-    client.force_login(helpers.staff_user("viewer", "receivers.view_event"))
+def test_replay_needs_its_permission(client, failed_delivery):
+    client.force_login(StaffUserFactory(username="viewer", permissions=["receivers.view_event"]))
     event = failed_delivery.event
     page = client.get(reverse("admin:receivers_event_change", args=[event.pk])).content.decode()
     assert "failed deliver" not in page.split("object-tools")[1][:500]

@@ -8,6 +8,9 @@ from django.utils import timezone
 
 from receivers import sources
 from receivers.models import Source, SourceSecret
+from receivers.tests.factories import make_source
+from tests.admin.pages import messages_of
+from tests.factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +53,7 @@ def test_rotate_keeps_old_secrets_valid_for_the_grace_period(source):
     ) == {new_value}
 
 
-def test_admin_add_shows_the_generated_secret_once(admin_client, helpers):
+def test_admin_add_shows_the_generated_secret_once(admin_client):
     response = admin_client.post(
         "/admin/receivers/source/add/",
         {
@@ -71,7 +74,7 @@ def test_admin_add_shows_the_generated_secret_once(admin_client, helpers):
     )
     source = Source.objects.get(slug="edrv-main")
     secret = source.secrets.get().value
-    assert any(secret in m for m in helpers.messages(response))
+    assert any(secret in m for m in messages_of(response))
     # Shown once: neither the list nor the page shows it again.
     assert secret not in admin_client.get(CHANGELIST).content.decode()
     page = admin_client.get(reverse("admin:receivers_source_change", args=[source.pk]))
@@ -79,7 +82,7 @@ def test_admin_add_shows_the_generated_secret_once(admin_client, helpers):
     assert source.secrets.get().masked in page.content.decode()
 
 
-def test_admin_add_keeps_a_pasted_secret_and_shows_it_masked(admin_client, helpers):
+def test_admin_add_keeps_a_pasted_secret_and_shows_it_masked(admin_client):
     response = admin_client.post(
         "/admin/receivers/source/add/",
         {
@@ -95,16 +98,16 @@ def test_admin_add_keeps_a_pasted_secret_and_shows_it_masked(admin_client, helpe
         follow=True,
     )
     assert Source.objects.get(slug="jedlix-main").secrets.get().value == "the-jedlix-api-key-42"
-    text = " ".join(helpers.messages(response))
+    text = " ".join(messages_of(response))
     assert "****y-42" in text and "the-jedlix-api-key-42" not in text
 
 
-def test_changelist_shows_receive_url_masked_secret_and_warnings(admin_client, helpers, settings):
+def test_changelist_shows_receive_url_masked_secret_and_warnings(admin_client, settings):
     settings.HUB_PUBLIC_URL = "https://hub.example.com"
-    signed = helpers.make_source("gridx-ok")
-    helpers.make_source("gridx-bare", secrets=[])
-    helpers.make_source("open-token", provider="openvolt")
-    helpers.make_source("trusting", provider="standard", verify_nothing=True)
+    signed = make_source(slug="gridx-ok")[0]
+    make_source(slug="gridx-bare", secrets=0)[0]
+    make_source("openvolt", slug="open-token")[0]
+    make_source("standard", slug="trusting", verify_nothing=True)[0]
     page = admin_client.get(CHANGELIST).content.decode()
     assert "https://hub.example.com/hooks/gridx-ok/" in page
     assert 'data-copy="https://hub.example.com/hooks/gridx-ok/"' in page
@@ -116,7 +119,7 @@ def test_changelist_shows_receive_url_masked_secret_and_warnings(admin_client, h
     assert page.count('class="hub-warning"') == 3
 
 
-def test_url_token_providers_get_the_url_with_the_secret_once(admin_client, helpers):
+def test_url_token_providers_get_the_url_with_the_secret_once(admin_client):
     response = admin_client.post(
         "/admin/receivers/source/add/",
         {
@@ -132,11 +135,11 @@ def test_url_token_providers_get_the_url_with_the_secret_once(admin_client, help
     )
     secret = Source.objects.get(slug="openvolt-main").secrets.get().value
     url = "/hooks/openvolt-main/?" + urlencode({"token": secret})
-    assert any(url in m for m in helpers.messages(response))
+    assert any(url in m for m in messages_of(response))
 
 
-def test_change_page_shows_the_warning_as_a_banner(admin_client, helpers):
-    source = helpers.make_source("trusting", verify_nothing=True)
+def test_change_page_shows_the_warning_as_a_banner(admin_client):
+    source = make_source(slug="trusting", verify_nothing=True)[0]
     page = admin_client.get(reverse("admin:receivers_source_change", args=[source.pk]))
     assert 'class="hub-banner"' in page.content.decode()
     assert "Verifies nothing" in page.content.decode()
@@ -154,13 +157,13 @@ def test_verification_warning_rules():
     )
 
 
-def test_rotate_action_shows_new_secret_once_and_logs_it(admin_client, helpers, source):
+def test_rotate_action_shows_new_secret_once_and_logs_it(admin_client, source):
     old = source.secrets.get()
     response = admin_client.post(
         CHANGELIST, {"action": "rotate_secrets", "_selected_action": [source.pk]}, follow=True
     )
     new = source.secrets.exclude(pk=old.pk).get()
-    assert any(new.value in m for m in helpers.messages(response))
+    assert any(new.value in m for m in messages_of(response))
     old.refresh_from_db()
     assert old.expires_at is not None
     entry = LogEntry.objects.get(object_id=str(source.pk), action_flag=CHANGE)
@@ -168,7 +171,7 @@ def test_rotate_action_shows_new_secret_once_and_logs_it(admin_client, helpers, 
     assert new.value not in entry.change_message
 
 
-def test_rotate_page_takes_grace_hours(admin_client, helpers, source):
+def test_rotate_page_takes_grace_hours(admin_client, source):
     url = reverse("admin:receivers_source_rotate_secret", args=[source.pk])
     assert "Rotate secret" in admin_client.get(url).content.decode()
     response = admin_client.post(url, {"grace_hours": "2", "secret": ""}, follow=True)
@@ -181,8 +184,8 @@ def test_rotate_page_takes_grace_hours(admin_client, helpers, source):
     assert LogEntry.objects.filter(object_id=str(source.pk)).exists()
 
 
-def test_rotation_needs_the_change_permission(client, helpers, source):
-    client.force_login(helpers.staff_user("viewer", "receivers.view_source"))
+def test_rotation_needs_the_change_permission(client, source):
+    client.force_login(StaffUserFactory(username="viewer", permissions=["receivers.view_source"]))
     url = reverse("admin:receivers_source_rotate_secret", args=[source.pk])
     assert client.post(url, {"grace_hours": "1"}).status_code == 403
     page = client.get(CHANGELIST).content.decode()

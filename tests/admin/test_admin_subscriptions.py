@@ -8,9 +8,14 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from receivers.models import Event
+from receivers.tests.factories import DispatchedEventFactory
 from subscriptions import work
 from subscriptions.models import DeliveryStatus, PayloadFormat, Subscription
 from subscriptions.services import controls
+from subscriptions.tests.factories import DeliveryFactory, SubscriptionFactory
+from subscriptions.tests.receiver import Answer
+from tests.admin.pages import messages_of
+from tests.factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +36,8 @@ def operation_url(sub: Subscription, name: str) -> str:
 # Services
 
 
-def test_pause_and_resume(helpers, drains):
-    sub = helpers.make_subscription(
+def test_pause_and_resume(drains):
+    sub = SubscriptionFactory(
         failing_since=timezone.now() - timedelta(days=4),
         consecutive_failures=9,
         backoff_until=timezone.now() + timedelta(minutes=5),
@@ -52,8 +57,8 @@ def test_pause_and_resume(helpers, drains):
     assert drains == [sub.pk]
 
 
-def test_rotate_signing_secret_keeps_the_old_one_signing(helpers):
-    sub = helpers.make_subscription()
+def test_rotate_signing_secret_keeps_the_old_one_signing():
+    sub = SubscriptionFactory()
     old = sub.secret
     new = controls.rotate_signing_secret(sub, grace_hours=24)
     sub.refresh_from_db()
@@ -65,36 +70,36 @@ def test_rotate_signing_secret_keeps_the_old_one_signing(helpers):
 
 
 @pytest.mark.parametrize("payload_format", [PayloadFormat.ORIGINAL, PayloadFormat.CLOUDEVENTS])
-def test_send_test_event_posts_a_signed_ping(helpers, receiver, payload_format):
-    sub = helpers.make_subscription(
-        receiver.url, payload_format=payload_format, headers={"x-team": "billing"}
+def test_send_test_event_posts_a_signed_ping(receiver, payload_format):
+    sub = SubscriptionFactory(
+        url=receiver.url, payload_format=payload_format, headers={"x-team": "billing"}
     )
     result = controls.send_test_event(sub)
     assert result.succeeded and result.status_code == 200
     assert '"ok": true' in result.excerpt
-    headers, body = receiver.requests[0]
+    headers, body = receiver.requests[0].headers, receiver.requests[0].body
     assert Webhook(sub.secret).verify(body, headers)
     assert headers["x-hub-test"] == "1" and headers["x-team"] == "billing"
     assert json.loads(body)["type"] == "ping"
     assert not Event.objects.exists()
 
 
-def test_send_test_event_reports_a_failure(helpers, receiver):
-    receiver.statuses = [500]
-    result = controls.send_test_event(helpers.make_subscription(receiver.url))
+def test_send_test_event_reports_a_failure(receiver):
+    receiver.answers = [Answer.json(500)]
+    result = controls.send_test_event(SubscriptionFactory(url=receiver.url))
     assert not result.succeeded and result.status_code == 500
 
 
-def test_send_test_event_refuses_private_targets_unless_allowed(helpers, settings):
+def test_send_test_event_refuses_private_targets_unless_allowed(settings):
     settings.HUB_ALLOW_PRIVATE_TARGETS = False
-    result = controls.send_test_event(helpers.make_subscription("http://127.0.0.1:9/x"))
+    result = controls.send_test_event(SubscriptionFactory(url="http://127.0.0.1:9/x"))
     assert result.status_code is None and "refused" in result.error
 
 
 # Admin
 
 
-def test_add_shows_the_signing_secret_once(admin_client, helpers, source, receiver):
+def test_add_shows_the_signing_secret_once(admin_client, source, receiver):
     response = admin_client.post(
         f"{CHANGELIST}add/",
         {
@@ -110,7 +115,7 @@ def test_add_shows_the_signing_secret_once(admin_client, helpers, source, receiv
     )
     sub = Subscription.objects.get(name="billing")
     assert sub.event_types == ["appliance/*"]
-    assert any(sub.secret in m for m in helpers.messages(response))
+    assert any(sub.secret in m for m in messages_of(response))
     listing = admin_client.get(CHANGELIST).content.decode()
     assert sub.secret not in listing and sub.masked_secret in listing
     page = admin_client.get(reverse("admin:subscriptions_subscription_change", args=[sub.pk]))
@@ -140,18 +145,22 @@ def test_form_refuses_private_targets_when_not_allowed(admin_client, settings):
     assert not Subscription.objects.exists()
 
 
-def test_health_at_a_glance(admin_client, helpers, source):
-    healthy = helpers.make_subscription(name="healthy", last_success_at=timezone.now())
-    failing = helpers.make_subscription(
+def test_health_at_a_glance(admin_client, source):
+    healthy = SubscriptionFactory(name="healthy", last_success_at=timezone.now())
+    failing = SubscriptionFactory(
         name="failing", consecutive_failures=7, failing_since=timezone.now() - timedelta(hours=2)
     )
-    helpers.make_subscription(
+    SubscriptionFactory(
         name="dead",
         is_active=False,
         disabled_at=timezone.now(),
         disabled_reason="The target answered 410 Gone.",
     )
-    helpers.make_delivery(helpers.make_event(source), failing, status=DeliveryStatus.RETRYING)
+    DeliveryFactory(
+        event=DispatchedEventFactory(source=source),
+        subscription=failing,
+        status=DeliveryStatus.RETRYING,
+    )
     response = admin_client.get(CHANGELIST)
     page = response.content.decode()
     assert "The target answered 410 Gone." in page
@@ -161,11 +170,11 @@ def test_health_at_a_glance(admin_client, helpers, source):
     assert healthy.masked_secret in page
 
 
-def test_list_actions(admin_client, helpers, receiver, drains):
-    sub = helpers.make_subscription(receiver.url, name="billing")
+def test_list_actions(admin_client, receiver, drains):
+    sub = SubscriptionFactory(url=receiver.url, name="billing")
 
     def act(action):
-        return helpers.messages(
+        return messages_of(
             admin_client.post(
                 CHANGELIST, {"action": action, "_selected_action": [sub.pk]}, follow=True
             )
@@ -186,41 +195,44 @@ def test_list_actions(admin_client, helpers, receiver, drains):
     assert len(receiver.requests) == 1
 
 
-def test_replay_failed_action_and_button(admin_client, helpers, source, subscription, receiver):
+def test_replay_failed_action_and_button(admin_client, source, subscription, receiver):
     for _ in range(2):
-        helpers.make_delivery(helpers.make_event(source), subscription)
-    helpers.make_delivery(
-        helpers.make_event(source), subscription, DeliveryStatus.SUCCEEDED, (200,)
+        DeliveryFactory(event=DispatchedEventFactory(source=source), subscription=subscription)
+    DeliveryFactory(
+        event=DispatchedEventFactory(source=source),
+        subscription=subscription,
+        status=DeliveryStatus.SUCCEEDED,
+        attempts=(200,),
     )
     response = admin_client.post(
         CHANGELIST,
         {"action": "replay_failed_deliveries", "_selected_action": [subscription.pk]},
         follow=True,
     )
-    assert "Queued 2 failed deliveries for replay." in helpers.messages(response)
+    assert "Queued 2 failed deliveries for replay." in messages_of(response)
     assert len(receiver.requests) == 2
     assert not subscription.deliveries.filter(status=DeliveryStatus.FAILED).exists()
-    helpers.make_delivery(helpers.make_event(source), subscription)
+    DeliveryFactory(event=DispatchedEventFactory(source=source), subscription=subscription)
     page = admin_client.get(
         reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
     )
     assert "Replay 1 failed delivery" in page.content.decode()
     response = admin_client.post(operation_url(subscription, "replay-failed"), follow=True)
-    assert "Queued 1 failed delivery for replay." in helpers.messages(response)
+    assert "Queued 1 failed delivery for replay." in messages_of(response)
     assert LogEntry.objects.filter(
         object_id=str(subscription.pk), change_message="Replayed 1 failed delivery."
     ).exists()
 
 
-def test_page_buttons(admin_client, helpers, receiver, drains):
-    sub = helpers.make_subscription(receiver.url, name="billing")
+def test_page_buttons(admin_client, receiver, drains):
+    sub = SubscriptionFactory(url=receiver.url, name="billing")
     page = admin_client.get(reverse("admin:subscriptions_subscription_change", args=[sub.pk]))
     for label in ("Send test event", "Pause", "Rotate signing secret"):
         assert label in page.content.decode()
-    receiver.statuses = [503]
+    receiver.answers = [Answer.json(503)]
     response = admin_client.post(operation_url(sub, "send-test"), follow=True)
-    assert "Test event to billing: HTTP 503" in helpers.messages(response)[0]
-    assert '"ok": false' in helpers.messages(response)[0]
+    assert "Test event to billing: HTTP 503" in messages_of(response)[0]
+    assert '"ok": false' in messages_of(response)[0]
     admin_client.post(operation_url(sub, "pause"))
     sub.refresh_from_db()
     assert sub.is_paused and "admin" in sub.disabled_reason
@@ -236,14 +248,16 @@ def test_page_buttons(admin_client, helpers, receiver, drains):
     old = sub.secret
     response = admin_client.post(operation_url(sub, "rotate-secret"), follow=True)
     sub.refresh_from_db()
-    assert sub.previous_secret == old and sub.secret in helpers.messages(response)[-1]
+    assert sub.previous_secret == old and sub.secret in messages_of(response)[-1]
     assert admin_client.post(operation_url(sub, "explode")).status_code == 404
     assert admin_client.get(operation_url(sub, "pause")).status_code == 405
 
 
-def test_operations_need_permissions(client, helpers, failed_delivery):
+def test_operations_need_permissions(client, failed_delivery):
     sub = failed_delivery.subscription
-    client.force_login(helpers.staff_user("viewer", "subscriptions.view_subscription"))
+    client.force_login(
+        StaffUserFactory(username="viewer", permissions=["subscriptions.view_subscription"])
+    )
     for name in ("pause", "rotate-secret", "send-test", "replay-failed"):
         assert client.post(operation_url(sub, name)).status_code == 403, name
     page = client.get(CHANGELIST).content.decode()

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
+from receivers.tests.factories import DispatchedEventFactory, make_source
 from subscriptions.models import Attempt, DeliveryStatus
+from subscriptions.tests.factories import DeliveryFactory, SubscriptionFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -59,17 +61,19 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_replay_a_failed_delivery_in_the_browser(live_server, helpers, receiver):
+def test_replay_a_failed_delivery_in_the_browser(live_server, receiver):
     require_chromium()
     User.objects.create_superuser("operator", password="a-long-password-1")
-    source = helpers.make_source("gridx-prod")
-    event = helpers.make_event(
-        source,
+    source = make_source(slug="gridx-prod")[0]
+    event = DispatchedEventFactory(
+        source=source,
         payload={"id": "evt-browser-1", "type": "appliance/online", "data": {"power": 7.4}},
         external_id="evt-browser-1",
     )
-    subscription = helpers.make_subscription(receiver.url, name="billing")
-    delivery = helpers.make_delivery(event, subscription, DeliveryStatus.FAILED, (500,))
+    subscription = SubscriptionFactory(url=receiver.url, name="billing")
+    delivery = DeliveryFactory(
+        event=event, subscription=subscription, status=DeliveryStatus.FAILED, attempts=(500,)
+    )
 
     with chromium_page() as page:
         page.goto(f"{live_server.url}/admin/login/?next=/admin/subscriptions/delivery/")

@@ -6,24 +6,28 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from receivers.models import Event
+from receivers.tests.factories import DispatchedEventFactory, make_source
 from subscriptions.models import Attempt, Delivery
+from subscriptions.tests.factories import DeliveryFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def aged(helpers, settings):
+def aged(settings):
     settings.HUB_RETENTION_DAYS = 7
-    source = helpers.make_source()
-    sub = helpers.make_subscription()
+    source = make_source()[0]
+    sub = SubscriptionFactory()
     old = [
-        helpers.make_event(source, received_at=timezone.now() - timedelta(days=8, minutes=n))
+        DispatchedEventFactory(
+            source=source, received_at=timezone.now() - timedelta(days=8, minutes=n)
+        )
         for n in range(5)
     ]
     for event in old[:2]:
-        helpers.make_delivery(event, sub, codes=(500, 500))
-    fresh = helpers.make_event(source, received_at=timezone.now() - timedelta(days=6))
-    helpers.make_delivery(fresh, sub)
+        DeliveryFactory(event=event, subscription=sub, attempts=(500, 500))
+    fresh = DispatchedEventFactory(source=source, received_at=timezone.now() - timedelta(days=6))
+    DeliveryFactory(event=fresh, subscription=sub)
     return old, fresh
 
 
