@@ -31,7 +31,7 @@ from standardwebhooks.webhooks import Webhook
 
 from conftest import missing
 from receivers.providers import get_provider
-from receivers.tests.factories import source_with_secret
+from receivers.tests.factories import SecretFactory, make_source
 from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import TestReceiver
 from tests.reliability.processes import Redis, database_url, free_port
@@ -191,8 +191,9 @@ def redis(logs):
 
 def test_the_shipped_stack_delivers_a_signed_event(production_venv, redis, logs):
     with TestReceiver() as receiver:
-        source = source_with_secret("gridx")
-        openvolt = source_with_secret("openvolt", secret=OPENVOLT_TOKEN)
+        source, _ = make_source("gridx")
+        openvolt = make_source("openvolt", secrets=0)[0]
+        SecretFactory(source=openvolt, value=OPENVOLT_TOKEN)
         sub = SubscriptionFactory(url=receiver.url, event_types=["appliance/*"])
         stack = Stack(production_venv, redis, logs)
         try:

@@ -12,8 +12,9 @@ import pytest
 from django.utils import timezone
 
 from hub.log_filters import mask_every_record
+from receivers.tests.factories import EventFactory
 from subscriptions.services import drain, fanout, sweep
-from subscriptions.tests.factories import EventFactory, SubscriptionFactory
+from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 from tests.reliability.processes import ROOT
 

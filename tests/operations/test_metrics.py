@@ -12,10 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub import metrics as exposition
 from hub.models import MetricTotal
 from receivers import metrics
-from receivers.tests.test_providers import make_source, post, sign
+from receivers.tests.factories import EventFactory, make_source
+from receivers.tests.webhooks import post, sign
 from subscriptions.models import Delivery, DeliveryStatus
 from subscriptions.services import drain, fanout, outcomes
-from subscriptions.tests.factories import EventFactory, SubscriptionFactory
+from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
 pytestmark = pytest.mark.django_db
