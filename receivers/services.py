@@ -24,7 +24,7 @@ from .lookup import cached_source, find_source, forget_sources
 from .models import EventStatus, Source
 from .providers import get_provider
 from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
-from .storage import NewEvent, insert_events
+from .storage import NewEvent, bounded_transaction, insert_events
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +92,18 @@ def masked_headers(headers: dict[str, str], secret_headers: tuple[str, ...]) -> 
 
 
 def receive(slug: str, incoming: Incoming) -> Outcome:
-    """Verify and store one request's event (the plain view; the fast path stores in batches)."""
-    checked = verify(slug, incoming)
-    if isinstance(checked, Outcome):
-        return checked
+    """Verify and store one request's event (the plain view; the fast path stores in batches),
+    with the receive path's bounds on every statement."""
+    checked = None
     try:
-        (event_id,) = insert_events([checked.event])
+        with bounded_transaction():
+            checked = verify(slug, incoming)
+            if isinstance(checked, Outcome):
+                return checked
+            (event_id,) = insert_events([checked.event])
     except IntegrityError as exc:
+        if checked is None:
+            raise
         return not_stored(checked, exc)
     return stored(checked, event_id)
 

@@ -11,18 +11,27 @@ from __future__ import annotations
 import functools
 import json
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import F, JSONField
 
 from .models import Event
 
 # Bounds one statement's size (and the wait of the requests queued behind it).
 MAX_BATCH = 200
+# PostgreSQL ends a receive-path statement that runs or waits for a lock longer than this, so
+# that the answer is a 503 within gridX's 5 s (a database that does not answer at all is the
+# caller's to bound: receivers.fastpath waits 4.5 s; connect_timeout is 5 s).
+STATEMENT_TIMEOUT = "3s"
+LOCK_TIMEOUT = "2s"
+BOUNDS_SQL = (
+    "SELECT set_config('statement_timeout', %s, {local}), set_config('lock_timeout', %s, {local})"
+)
 
 INSERT_SQL = (
     "INSERT INTO {table} ({columns}) VALUES {rows}"
@@ -106,6 +115,23 @@ def insert_rows(events: Sequence[NewEvent | Event], rows: Sequence[list]) -> lis
                 duplicates=F("duplicates") + 1
             )
     return ids
+
+
+def bound_session(db) -> None:
+    """The bounds, for every later statement of this connection (the fast path's writer)."""
+    with db.cursor() as cursor:
+        cursor.execute(BOUNDS_SQL.format(local="false"), [STATEMENT_TIMEOUT, LOCK_TIMEOUT])
+
+
+@contextmanager
+def bounded_transaction() -> Iterator[None]:
+    """A transaction whose statements have the bounds (the plain view, one request)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    with transaction.atomic():
+        if db.vendor == "postgresql":
+            with db.cursor() as cursor:
+                cursor.execute(BOUNDS_SQL.format(local="true"), [STATEMENT_TIMEOUT, LOCK_TIMEOUT])
+        yield
 
 
 def insert_cursor(db):

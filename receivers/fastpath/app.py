@@ -34,6 +34,11 @@ class TooLarge(Exception):
     pass
 
 
+class Unreadable(Exception):
+    """The body ended without its end: the client left, or the server could not read it
+    (a malformed chunked body)."""
+
+
 class FastPath:
     def __init__(self, application, writer: BatchWriter | None = None):
         self.application = application
@@ -56,7 +61,9 @@ class FastPath:
             message = f"The body is larger than {settings.HUB_MAX_BODY_BYTES} bytes."
             await respond(send, refusal(scope, 413, message), True)
             return
-        except ConnectionAbortedError:
+        except Unreadable:
+            # Answered anyway: the server drops it if the client is gone.
+            await respond(send, refusal(scope, 400, "The body could not be read."), True)
             return
         if route is None:
             await self.application(scope, replay(body, receive), send)
@@ -109,7 +116,7 @@ async def read_body(scope: dict, receive) -> bytes:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise ConnectionAbortedError
+                raise Unreadable
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

@@ -33,17 +33,13 @@ from django.db import (
 from hub.middleware import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
 
 from ..services import Verified, not_stored, stored, verify
-from ..storage import MAX_BATCH, insert_rows, row_values
+from ..storage import MAX_BATCH, bound_session, insert_rows, row_values
 from ..views import handle
 from .headers import middleware_headers
 
 logger = logging.getLogger(__name__)
 
 SERVER_ERROR = b'{"error": "The hub failed to handle this request."}'
-# Server-side bounds of every statement the writer runs; the loop's own bound on the wait
-# (app.ANSWER_SECONDS) covers a database that does not answer at all.
-STATEMENT_TIMEOUT_MS = 3000
-LOCK_TIMEOUT_MS = 2000
 
 
 @dataclass(slots=True)
@@ -222,7 +218,8 @@ def write(events: list, rows: list[list]) -> list[int | None]:
 
 
 def bound_statements() -> None:
-    """Server-side bounds for this thread's connection, set once per connection."""
+    """storage's bounds for this thread's connection, set once per connection: the loop's own
+    bound on the wait (app.ANSWER_SECONDS) covers a database that does not answer at all."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
         return
@@ -230,12 +227,7 @@ def bound_statements() -> None:
         db.ensure_connection()
         if getattr(db, "hub_bounded", None) is db.connection:
             return
-        with db.cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('statement_timeout', %s, false),"
-                " set_config('lock_timeout', %s, false)",
-                [f"{STATEMENT_TIMEOUT_MS}ms", f"{LOCK_TIMEOUT_MS}ms"],
-            )
+        bound_session(db)
         db.hub_bounded = db.connection
     except (OperationalError, InterfaceError):
         pass  # the database is away: the next INSERT fails and says so

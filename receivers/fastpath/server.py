@@ -9,7 +9,7 @@ logger = logging.getLogger(__name__)
 
 # The fast path uses only the ASGI interface, but its figures and its hardening tests (a
 # client that never reads, slow senders, chunked bodies) were measured with this server.
-WRITTEN_FOR = ("uvicorn", "0.54")
+WRITTEN_FOR = ("granian", "2.8")
 ASGI_VERSION = "3.0"
 
 

@@ -1,7 +1,7 @@
 """The fast path (receivers.fastpath, HUB_FAST_PATH) answers exactly like the Django view.
 
 Each request is sent twice: to the fast path's ASGI application in this process, with a scope
-made as uvicorn makes it, and through the Django test client (receive_view behind Django's
+made as an ASGI server makes it, and through the Django test client (receive_view behind Django's
 middleware). The fast path's writer thread stores with its own database connection, so these
 tests run in autocommit (transaction=True): it must see the sources the test created.
 """
@@ -64,7 +64,7 @@ class Answer:
 
 
 def scope_for(method: str, path: str, headers: dict) -> dict:
-    """What uvicorn passes: the path percent-decoded, headers as lowercase bytes."""
+    """What an ASGI server passes: the path percent-decoded, headers as lowercase bytes."""
     split = urlsplit(path)
     return {
         "type": "http",
@@ -397,7 +397,7 @@ def test_a_host_outside_allowed_hosts_is_refused_and_nothing_is_stored():
 
 
 def test_a_chunked_body_is_read_to_its_end():
-    # What uvicorn passes for a chunked body: no Content-Length, the body in several messages.
+    # What a server passes for a chunked body: no Content-Length, the body in several messages.
     source, (secret,) = make_source("gridx")
     body = gridx_body(id="chunked-1")
     path, headers = signed_request(source, secret, body)
@@ -483,3 +483,30 @@ def test_a_body_nested_too_deep_is_400_like_django():
     assert ours.json() == {"error": "The body nests deeper than 64 levels."}
     assert_same(ours, theirs)
     assert not Event.objects.exists()
+
+
+def test_a_body_the_server_could_not_read_is_400():
+    # What the server sends for a malformed chunked body: a disconnect instead of the body.
+    source, (secret,) = make_source("gridx")
+    scope = scope_for("post", f"/hooks/{source.slug}/", {"host": "testserver"})
+
+    async def run() -> Answer:
+        answer = Answer(0)
+
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answer.status = message["status"]
+                answer.headers = {k.decode(): v.decode() for k, v in message["headers"]}
+            else:
+                answer.content += message["body"]
+
+        await served(scope, receive, send)
+        return answer
+
+    answer = asyncio.run(run())
+    assert answer.status == 400
+    assert answer.json() == {"error": "The body could not be read."}
+    assert answer.headers["connection"] == "close"

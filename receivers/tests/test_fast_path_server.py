@@ -1,4 +1,4 @@
-"""The fast path served by a real uvicorn, as docker-compose.yml runs it (PostgreSQL: the
+"""The fast path served by a real Granian, as docker-compose.yml runs it (PostgreSQL: the
 server process must see the test database): kept-alive, pipelined, concurrent and slow
 connections, chunked bodies, and the hostile clients of the hardening audit (issue 11).
 """
@@ -230,9 +230,12 @@ def read_status(sock: socket.socket) -> int:
     return int(data.split(b" ", 2)[1])
 
 
-def genuine_webhooks_answered_within(server, source, secret, count: int, seconds: float) -> None:
+def genuine_webhooks_answered_within(
+    server, source, secret, count: int, seconds: float, spacing: float = 0.0
+) -> None:
     """`count` genuine webhooks, each on its own connection, each answered 200 in time."""
     for n in range(count):
+        time.sleep(spacing)
         body = gridx_body(id=f"genuine-{uuid.uuid4()}")
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", server.web_port), timeout=seconds) as sock:
@@ -244,7 +247,7 @@ def test_a_client_that_never_reads_does_not_hold_other_webhooks(server):
     """Issue 11, item 1: a client with a tiny receive buffer keeps sending POST /hooks/x/ and
     never reads its answers; webhooks on other connections are all answered within 1 s."""
     source, (secret,) = make_source("gridx")
-    stop = threading.Event()
+    stop, stalled = threading.Event(), threading.Event()
     sent = []
 
     def never_reads() -> None:
@@ -252,21 +255,27 @@ def test_a_client_that_never_reads_does_not_hold_other_webhooks(server):
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
             sock.connect(("127.0.0.1", server.web_port))
-            sock.settimeout(0.2)
+            sock.settimeout(1.0)
             while not stop.is_set():
                 try:
-                    sock.sendall(request * 50)
-                    sent.append(50)
+                    # One at a time, as a sender that does not pipeline would.
+                    sock.sendall(request)
+                    sent.append(1)
+                    time.sleep(0.001)
                 except TimeoutError:
-                    continue  # the server stopped reading: keep pressing
+                    # Every buffer between us and the server is full: the server stopped
+                    # reading this connection (or stopped altogether). Keep pressing.
+                    stalled.set()
                 except OSError:
                     return
 
     hostile = threading.Thread(target=never_reads)
     hostile.start()
     try:
-        time.sleep(1.0)  # long enough to fill every buffer between the client and the server
-        genuine_webhooks_answered_within(server, source, secret, 20, 1.0)
+        # Until the buffers between it and the server are full: a server that writes its
+        # answers in the way of others (the gunicorn worker of old) is then stuck.
+        stalled.wait(12)
+        genuine_webhooks_answered_within(server, source, secret, 20, 1.0, spacing=0.25)
     finally:
         stop.set()
         hostile.join(10)

@@ -2,23 +2,25 @@
 
 The database tests check insert_events, the write both paths use, on SQLite and PostgreSQL.
 The writer tests drive receivers.fastpath.batches with real threads, a real event loop and
-requests made as uvicorn makes them; concurrency is forced with events, never with sleeps.
+requests made as an ASGI server makes them; concurrency is forced with events, never with sleeps.
 """
 
 import asyncio
 import json
 import threading
+import time
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection, transaction
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from receivers.fastpath import batches
 from receivers.fastpath.batches import BatchWriter, Job, answer_jobs
 from receivers.lookup import cached_source, forget_sources
 from receivers.models import Event, Source
-from receivers.storage import MAX_BATCH, NewEvent, insert_events
+from receivers.storage import MAX_BATCH, NewEvent, bounded_transaction, insert_events
 from receivers.tests.factories import SourceFactory
 from receivers.tests.test_providers import make_source, sign
 from receivers.tests.test_receive_endpoint import gridx_body
@@ -350,3 +352,70 @@ def test_the_same_external_id_of_another_source_is_not_a_duplicate():
     ids = insert_events([unsaved(one, "shared"), unsaved(two, "shared")])
     assert None not in ids
     assert Event.objects.filter(external_id="shared").count() == 2
+
+
+# Bounds on the receive path's statements (issue 11, item 16) --------------------------------
+
+
+def in_thread(function):
+    """Run function in a thread of its own (its own connection, closed after)."""
+    result = {}
+
+    def run():
+        try:
+            result["value"] = function()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    return result["value"]
+
+
+def show(setting: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SHOW {setting}")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_receive_path_statements_are_bounded_on_both_paths():
+    def writer_session():
+        batches.bound_statements()
+        return show("statement_timeout"), show("lock_timeout")
+
+    def plain_transaction():
+        with bounded_transaction():
+            inside = show("statement_timeout"), show("lock_timeout")
+        return inside, show("statement_timeout")
+
+    assert in_thread(writer_session) == ("3s", "2s")
+    assert in_thread(plain_transaction) == (("3s", "2s"), "0")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_source_row_locked_elsewhere_gives_503_within_the_lock_timeout():
+    forget_sources()
+    source, (secret,) = make_source("gridx")
+    jobs = [request_job(source, secret, gridx_body(id="behind-a-lock"))]
+    with transaction.atomic():
+        # An admin saving the source: the INSERT's foreign key check waits for this lock.
+        Source.objects.select_for_update().get(pk=source.pk)
+        started = time.monotonic()
+        in_thread(lambda: answer_jobs(jobs))
+        waited = time.monotonic() - started
+    assert statuses(jobs) == [503]
+    assert waited < 5
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_insert_goes_through_djangos_cursor_wrapper():
+    source = SourceFactory()
+    with CaptureQueriesContext(connection) as queries:
+        insert_events([unsaved(source, "seen-by-django")])
+    assert any(q["sql"].startswith("INSERT INTO") for q in queries.captured_queries)

@@ -1,5 +1,5 @@
 """Real hub processes for the reliability tests: a private Redis and PostgreSQL, the web server
-(uvicorn with the receive fast path, as docker-compose.yml runs it) and Celery."""
+(Granian with the receive fast path, as docker-compose.yml runs it) and Celery."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# docker-compose.yml's web command, but the address and the number of workers.
+SERVER_OPTIONS = (
+    "--interface",
+    "asgi",
+    "--http",
+    "1",
+    "--no-ws",
+    "--loop",
+    "uvloop",
+    "--http1-header-read-timeout",
+    "10000",
+)
 
 
 def free_port() -> int:
@@ -119,8 +131,8 @@ class HubProcesses:
         self.spawn(
             "web",
             [
-                str(BIN / "uvicorn"),
-                "hub.asgi:application",
+                str(BIN / "granian"),
+                *SERVER_OPTIONS,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -128,6 +140,7 @@ class HubProcesses:
                 "--workers",
                 "2",
                 *extra,
+                "hub.asgi:application",
             ],
         )
         wait_port(self.web_port)
