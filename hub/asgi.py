@@ -15,6 +15,11 @@ from django.conf import settings  # noqa: E402
 
 from subscriptions.dispatch import prepare  # noqa: E402
 
+# Django's ASGI handler runs each request's view in a thread of its own, which a persistent
+# connection would outlive (Django's documentation: disable them under ASGI). The fast path's
+# writer thread keeps its own connection.
+for database in settings.DATABASES.values():
+    database["CONN_MAX_AGE"] = 0
 if settings.HUB_FAST_PATH:
     from receivers.fastpath import FastPath
 
