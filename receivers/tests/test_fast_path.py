@@ -8,6 +8,7 @@ tests run in autocommit (transaction=True): it must see the sources the test cre
 
 import asyncio
 import json
+import sys
 from dataclasses import dataclass, field
 from unittest import mock
 from urllib.parse import unquote, urlencode, urlsplit
@@ -510,3 +511,23 @@ def test_a_body_the_server_could_not_read_is_400():
     assert answer.status == 400
     assert answer.json() == {"error": "The body could not be read."}
     assert answer.headers["connection"] == "close"
+
+
+def test_the_fast_path_warns_at_start_under_a_server_it_was_not_written_for(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from receivers.fastpath.server import check_server
+
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+    monkeypatch.setitem(sys.modules, "granian", SimpleNamespace(__version__="2.8.7"))
+    assert check_server(scope) == []
+    monkeypatch.setitem(sys.modules, "granian", SimpleNamespace(__version__="3.0.1"))
+    assert check_server(scope) == ["granian is 3.0.1, not 2.8.x"]
+    monkeypatch.delitem(sys.modules, "granian")
+    assert check_server({"type": "lifespan"}) == [
+        "the server speaks ASGI 2.0, not 3.0",
+        "it is not served by granian",
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3
+    assert all("HUB_FAST_PATH" in message for message in warnings)
