@@ -28,6 +28,9 @@ BODY_SECONDS = 10.0
 # How long a request waits for the database before it is answered 503 (gridX wants an answer
 # within 5 s and retries a 503).
 ANSWER_SECONDS = 4.5
+# Requests handed to the writer and not yet taken (those it gave up waiting for included):
+# past this, a process whose database hangs answers 503 at once instead of queueing more.
+MAX_WAITING = 5000
 
 
 class TooLarge(Exception):
@@ -71,6 +74,8 @@ class FastPath:
         await respond(send, await self.answer(scope, body, *route), False)
 
     async def answer(self, scope: dict, body: bytes, slug: str, rest: str) -> Answer:
+        if self.writer.waiting() >= MAX_WAITING:
+            return unavailable(is_secure(scope))
         loop = asyncio.get_running_loop()
         job = Job(scope, body, slug, rest, loop, loop.create_future())
         self.writer.submit(job)

@@ -80,6 +80,9 @@ class BatchWriter:
         self.start()
         self.jobs.put(job)
 
+    def waiting(self) -> int:
+        return self.jobs.qsize()
+
     def start(self) -> None:
         # After a fork (a server's worker processes) the parent's thread does not exist here.
         if self.pid == os.getpid() and self.thread is not None and self.thread.is_alive():

@@ -531,3 +531,29 @@ def test_the_fast_path_warns_at_start_under_a_server_it_was_not_written_for(monk
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 3
     assert all("HUB_FAST_PATH" in message for message in warnings)
+
+
+def test_a_writer_far_behind_answers_503_at_once(monkeypatch):
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(id="too-many-waiting")
+    path, headers = signed_request(source, secret, body)
+    monkeypatch.setattr(served.writer, "waiting", lambda: 5000)
+    answer = fast("post", path, body, headers)
+    assert answer.status == 503
+    assert int(answer.headers["retry-after"]) > 0
+    assert not Event.objects.filter(external_id="too-many-waiting").exists()
+
+
+def test_a_request_the_database_does_not_answer_in_time_is_503_and_abandoned(monkeypatch):
+    monkeypatch.setattr("receivers.fastpath.app.ANSWER_SECONDS", 0.2)
+    handed = []
+    monkeypatch.setattr(served.writer, "submit", handed.append)  # a writer that hangs
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(id="hung")
+    path, headers = signed_request(source, secret, body)
+    answer = fast("post", path, body, headers)
+    assert answer.status == 503
+    assert int(answer.headers["retry-after"]) > 0
+    assert answer.content == UNAVAILABLE_BODY
+    # The writer would skip it: nobody waits for its answer any more.
+    assert [job.abandoned for job in handed] == [True]
