@@ -5,5 +5,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN SECRET_KEY=build-only python manage.py collectstatic --no-input
+# The receive fast path (receivers/fastpath/) on Granian; PORT changes the port.
+ENV HUB_FAST_PATH=1
 EXPOSE 8000
-CMD ["gunicorn", "hub.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "receivers.worker.HubWorker", "--threads", "4", "--reuse-port"]
+CMD ["sh", "-c", "exec granian --interface asgi --http 1 --no-ws --loop uvloop --http1-header-read-timeout 10000 --host 0.0.0.0 --port ${PORT:-8000} --workers 2 hub.asgi:application"]

@@ -22,6 +22,7 @@ RESULTS = BENCH / "results"
 VENV = REPO / ".venv"
 PYTHON = VENV / "bin" / "python"
 GUNICORN = VENV / "bin" / "gunicorn"
+GRANIAN = VENV / "bin" / "granian"
 CELERY = VENV / "bin" / "celery"
 DJW_VENV = BENCH / ".venv-djwebhook"
 DJW_PROJECT = BENCH / "djwebhook_project"
@@ -40,8 +41,8 @@ SOURCE_SLUG = "gridx-bench"
 @dataclass
 class Config:
     quick: bool
-    gunicorn: list[str]
-    compare_gunicorn: list[list[str]]
+    server: list[str]
+    compare: list[list[str]]
     events: int
     receive_seconds: int
     paced_seconds: int

@@ -1,7 +1,8 @@
 """Part 2: fan-out of received events to three subscribers, the hub against django-webhook.
 
 Both systems run as they would in production, each against its own PostgreSQL database and
-Redis db: gunicorn receives (the same command line as part 1) and Celery workers send
+Redis db: the hub receives on Granian as in part 1 (django-webhook on gunicorn gthread) and
+Celery workers send
 (`--worker-processes` processes, one per core by default, each `--pool threads --concurrency
 N`, the same for both). The subscribers are one tiny asyncio
 server (bench/target.py) that answers 200 at once and records when each webhook arrived.
@@ -52,9 +53,16 @@ from bench.common import (
     wait_quiet,
 )
 from bench.pool import read_pool, write_pool
-from bench.receive_bench import gunicorn_cmd, run_loadgen
+from bench.receive_bench import (
+    BASELINE_GUNICORN,
+    gunicorn_cmd,
+    hub_server_cmd,
+    hub_server_env,
+    run_loadgen,
+)
 
-HUB_WORKER_BASE = {"receivers.worker.HubWorker": "gthread"}
+# django-webhook's web server: the better gunicorn set-up for a WSGI app with a pool to wait on.
+DJW_GUNICORN = BASELINE_GUNICORN["gthread -w 4 --threads 4"]
 
 NAMES = ("a", "b", "c")
 
@@ -102,7 +110,7 @@ class Target:
 
 
 class System:
-    """One webhook sender: its database, its gunicorn, its Celery worker."""
+    """One webhook sender: its database, its web server, its Celery worker."""
 
     name = ""
     database = ""
@@ -130,7 +138,7 @@ class System:
     def start_web(self) -> None:
         port = procs.free_port()
         cmd, env, cwd = self.web_cmd(port)
-        self.web = procs.Proc(f"{self.name}-gunicorn", cmd, env, cwd, self.cfg.run_dir / "logs")
+        self.web = procs.Proc(f"{self.name}-web", cmd, env, cwd, self.cfg.run_dir / "logs")
         self.web.port = port
         procs.wait_http(f"http://127.0.0.1:{port}{self.receive_path}", self.web)
 
@@ -186,8 +194,7 @@ class Hub(System):
             self.name = f"hub ({settings})"
 
     def web_cmd(self, port):
-        cmd = gunicorn_cmd("hub.wsgi:application", port, self.cfg.gunicorn)
-        return cmd, hub_env(self.settings), REPO
+        return hub_server_cmd(port, self.cfg.server), hub_server_env(self.settings), REPO
 
     def worker_cmd(self, beat: bool):
         schedule = self.cfg.run_dir / "celerybeat-schedule"
@@ -234,9 +241,7 @@ class DjangoWebhook(System):
 
     def web_cmd(self, port):
         gunicorn = str(DJW_VENV / "bin" / "gunicorn")
-        # The hub's worker class is part of the hub; django-webhook gets the one it builds on.
-        args = [HUB_WORKER_BASE.get(arg, arg) for arg in self.cfg.gunicorn]
-        cmd = gunicorn_cmd("djw_project.wsgi:application", port, args, gunicorn)
+        cmd = gunicorn_cmd("djw_project.wsgi:application", port, DJW_GUNICORN, gunicorn)
         return cmd, djw_env(), DJW_PROJECT
 
     def worker_cmd(self, beat: bool):

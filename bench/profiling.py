@@ -141,7 +141,7 @@ RECEIVE_KEYS = [
     ("JSON parse + checks", "receivers/services.py", "load_json"),
     ("provider.parse", "receivers/providers/", "parse"),
     ("masked_headers", "receivers/services.py", "masked_headers"),
-    ("INSERT (insert_events)", "receivers/group_commit.py", "insert_events"),
+    ("INSERT (insert_rows)", "receivers/storage.py", "insert_rows"),
     ("announce_stored", "subscriptions/dispatch.py", "announce_stored"),
     ("all SQL execution (cursor)", "psycopg/cursor.py", "execute"),
 ]
@@ -288,10 +288,13 @@ def run(cfg: Config, wrk: str) -> dict:
     prof_dir = cfg.run_dir / "profile"
     seconds = max(6, cfg.receive_seconds)
     py_spy()
-    say("profile: hub receive endpoint under wrk, py-spy --gil on every gunicorn worker")
+    say("profile: hub receive endpoint under wrk, py-spy --gil on every server worker")
     hubdb.clear_events()
-    pools = receive_bench.make_pools(cfg.but(rounds=1), "prof")
-    server = receive_bench.start_hub_gunicorn(cfg, cfg.gunicorn, "bench.settings", "gunicorn-prof")
+    pools = {}
+    for name, count in (("warm", 2), ("wrk0", seconds + 2)):
+        pools[name] = cfg.run_dir / "pools" / f"prof-{name}.txt"
+        write_pool(pools[name].with_name(pools[name].name + ".1"), SECRET, 6000 * count, name)
+    server = receive_bench.start_hub_server(cfg, cfg.server, "bench.settings", "granian-prof")
     try:
         base = f"http://127.0.0.1:{server.port}"
         receive_bench.run_wrk(
@@ -347,8 +350,8 @@ def run(cfg: Config, wrk: str) -> dict:
 
 def print_report(data: dict) -> None:
     for key, title in (
-        ("receive_hub", "py-spy: hub receive (gunicorn workers)"),
-        ("receive_textbook", "py-spy: textbook receive (gunicorn workers)"),
+        ("receive_hub", "py-spy: hub receive (Granian workers)"),
+        ("receive_textbook", "py-spy: textbook receive (the same Granian workers, Django ASGI)"),
         ("worker", "py-spy: hub Celery worker (fan-out + drains)"),
     ):
         if key in data:

@@ -1,8 +1,9 @@
 """`make bench`: the hub against baselines, in one run, on this machine, loopback only.
 
-Part 1 (receive): the hub's POST /hooks/<slug>/ against a bare 204 view and a textbook DRF
-receiver, served by the same gunicorn; wrk for throughput, a constant-rate generator for p99.
-Part 2 (fan-out): events fanned out to three subscribers by the hub's real gunicorn + Celery
+Part 1 (receive): the hub's POST /hooks/<slug>/ against a bare 204 view (no middleware) and a
+textbook DRF receiver, each baseline at the better of two gunicorn set-ups; wrk for throughput,
+a constant-rate generator for p99.
+Part 2 (fan-out): events fanned out to three subscribers by the hub's real web server + Celery
 worker, against django-webhook in its own virtualenv; paced latency, burst throughput, and a
 hanging subscriber. Results are printed and written to bench/results/ as JSON.
 
@@ -46,15 +47,8 @@ from bench.common import (  # noqa: E402
     whole,
 )
 
-DEFAULT_GUNICORN = "-w 4 -k receivers.worker.HubWorker --threads 4 --reuse-port"
-# Plain gthread is the worker the hub's one builds on: compared so the README can say what the
-# event loop's batches change. Without --reuse-port all workers accept from one socket, and
-# wrk's 16 keep-alive connections mostly land on one or two of them (15 and 1 was common).
-COMPARE_GUNICORN = [
-    "-w 4 -k gthread --threads 4 --reuse-port",
-    "-w 4 -k receivers.worker.HubWorker --threads 4",
-    "-w 4 -k sync",
-]
+# The hub's web server as docker-compose.yml runs it (granian ... hub.asgi:application).
+DEFAULT_SERVER = "--workers 2"
 
 
 def parse_args(argv: list[str]) -> Config:
@@ -74,14 +68,19 @@ def parse_args(argv: list[str]) -> Config:
     parser.add_argument("--paced-rate", type=int, default=500, help="receive p99 rate (500)")
     parser.add_argument("--fanout-rate", type=int, default=200, help="paced fan-out rate (200)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
-    parser.add_argument("--gunicorn", default=DEFAULT_GUNICORN, help=f'"{DEFAULT_GUNICORN}"')
     parser.add_argument(
-        "--compare-gunicorn",
-        action="append",
-        metavar="ARGS",
-        help=f"other gunicorn settings to try (default unless --quick: {COMPARE_GUNICORN})",
+        "--server",
+        default=DEFAULT_SERVER,
+        help=f'options of the hub\'s Granian ("{DEFAULT_SERVER}")',
     )
-    parser.add_argument("--no-compare", action="store_true", help="try no other gunicorn settings")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        metavar="COMMAND",
+        help='another hub server to measure alongside, a whole command line: "granian ... APP", '
+        '"uvicorn APP ..." or "gunicorn APP ..." (the run adds the address); "@PATH gunicorn '
+        '..." runs it from another checkout of the hub',
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="worker threads (16)")
     parser.add_argument(
         "--worker-processes",
@@ -115,10 +114,6 @@ def parse_args(argv: list[str]) -> Config:
     args = parser.parse_args(argv)
 
     quick = args.quick
-    if args.no_compare or quick and not args.compare_gunicorn:
-        compare = []
-    else:
-        compare = args.compare_gunicorn or COMPARE_GUNICORN
     parts = {"receive", "fanout", "djw"}
     if args.only == "receive":
         parts = {"receive"}
@@ -130,8 +125,8 @@ def parse_args(argv: list[str]) -> Config:
         parts.discard("djw")
     cfg = Config(
         quick=quick,
-        gunicorn=shlex.split(args.gunicorn),
-        compare_gunicorn=[shlex.split(c) for c in compare],
+        server=shlex.split(args.server),
+        compare=[shlex.split(c) for c in args.compare or []],
         events=args.events or (600 if quick else 2000),
         receive_seconds=args.seconds or (5 if quick else 6),
         paced_seconds=args.paced_seconds or (5 if quick else 6),
@@ -162,71 +157,63 @@ def us_per(cpu: dict, key: str, count: float) -> str:
 
 
 def print_receive(cfg: Config, data: dict, summary: dict) -> None:
-    primary = data["primary"]
-    eps = primary["endpoints"]
+    eps = data["systems"]
     print(
-        f"\nPart 1 - receive  (gunicorn {' '.join(primary['gunicorn'])}; wrk -t1 "
-        f"-c{cfg.connections} -d{cfg.receive_seconds}s, best of {cfg.rounds} round(s); "
-        f"fixed {cfg.paced_rate}/s for {cfg.paced_seconds} s from bench/loadgen.py)"
+        f"\nPart 1 - receive  (wrk -t1 -c{cfg.connections} -d{cfg.receive_seconds}s, best of "
+        f"{cfg.rounds} round(s), every system on its own server, rounds alternated; fixed "
+        f"{cfg.paced_rate}/s for {cfg.paced_seconds} s from bench/loadgen.py)"
     )
     rows = []
-    for name in ("bare", "textbook", "hub"):
-        w, p = eps[name]["wrk"], eps[name].get("paced", {})
+    for name, ep in eps.items():
+        w, p = ep["wrk"], ep.get("paced", {})
         n = w["requests"]
         rows.append(
             [
                 name,
                 whole(w["rps"]),
-                whole(w["p50_us"] / 1000),
+                " ".join(whole(r["rps"]) for r in ep["wrk_rounds"]),
                 whole(w["p99_us"] / 1000),
                 whole(p.get("rate_achieved")),
                 whole(p.get("p50_ms")),
                 whole(p.get("p99_ms")),
-                us_per(w["cpu"], "gunicorn", n),
+                us_per(w["cpu"], "server", n),
                 us_per(w["cpu"], "postgres", n),
-                us_per(w["cpu"], "redis", n),
                 whole(w["non2xx"] + w["errors_connect"] + w["errors_read"] + w["errors_timeout"]),
             ]
         )
     print(
         table(
             [
-                "endpoint",
+                "system",
                 "req/s",
-                "p50 ms",
+                "rounds",
                 "p99 ms",
                 f"@{cfg.paced_rate}/s got",
                 "p50 ms",
                 "p99 ms",
-                "gunicorn CPU us/req",
+                "server CPU us/req",
                 "postgres us/req",
-                "redis us/req",
                 "errors",
             ],
             rows,
         )
     )
-    loadgen_cpu = max(eps[n].get("paced", {}).get("loadgen_cpu_pct", 0) for n in eps)
-    wrk_cpu = max(100 * eps[n]["wrk"]["cpu"]["client"] / eps[n]["wrk"]["cpu"]["wall"] for n in eps)
-    other = max(eps[n]["wrk"]["cpu"]["other_cpu_pct"] for n in eps)
+    other = max(ep["wrk"]["cpu"]["other_cpu_pct"] for ep in eps.values())
     print(
-        f"hub/bare = {summary['hub_over_bare']:.2f}   hub/textbook = "
-        f"{summary['hub_over_textbook']:.2f}   (load generators: wrk <= {wrk_cpu:.0f}% of a "
-        f"core, loadgen <= {loadgen_cpu:.0f}%; other processes on the machine <= {other:.0f}%)"
+        f"hub/bare = {summary['hub_over_bare']:.2f} (bare at its best: {summary['best_bare']})   "
+        f"hub/textbook = {summary['hub_over_textbook']:.2f} (textbook at its best: "
+        f"{summary['best_textbook']})   other processes on the machine <= {other:.0f}% of a core"
     )
-    stored, answered = primary["stored"], primary["answered_2xx"]
-    print(
-        f"stored rows: hub {stored['events']} for {answered['hub']} answered 2xx, textbook "
-        f"{stored['textbook_events']} for {answered['textbook']}"
-    )
-    for alt in data.get("alternatives", []):
-        eps_alt = alt["endpoints"]
-        print(
-            f"  other settings, gunicorn {' '.join(alt['gunicorn'])}: "
-            + ", ".join(f"{n} {whole(eps_alt[n]['wrk']['rps'])} req/s" for n in eps_alt)
-            + f"  (hub/bare {eps_alt['hub']['wrk']['rps'] / eps_alt['bare']['wrk']['rps']:.2f},"
-            f" hub/textbook {eps_alt['hub']['wrk']['rps'] / eps_alt['textbook']['wrk']['rps']:.2f})"
-        )
+    hub = eps[summary["hub"]]
+    for name, ep in eps.items():
+        if ep["kind"] == "hub" and name != summary["hub"]:
+            ratios = [
+                f"{mine['rps'] / theirs['rps']:.2f}"
+                for mine, theirs in zip(hub["wrk_rounds"], ep["wrk_rounds"], strict=False)
+            ]
+            print(f"hub / {name}, round by round: {' '.join(ratios)}")
+    stored = data["stored"]
+    print(f"stored rows: hub {stored['events']}, textbook {stored['textbook_events']}")
 
 
 def print_fanout(cfg: Config, data: dict, summary: dict) -> None:

@@ -125,6 +125,7 @@ ROOT_URLCONF = "hub.urls"
 # Secrets are shown once through a message: keep messages server-side, not in a cookie.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 WSGI_APPLICATION = "hub.wsgi.application"
+ASGI_APPLICATION = "hub.asgi.application"
 
 TEMPLATES = [
     {
@@ -166,6 +167,9 @@ HUB_DRAIN_IDLE_SECONDS = float(env_int("HUB_DRAIN_IDLE_MS", 500, minimum=0)) / 1
 # Reverse proxies in front of the hub: a request from one of them is from the address it
 # names in X-Forwarded-For, for the sources' IP allow lists (empty: REMOTE_ADDR as it is).
 HUB_TRUSTED_PROXIES = env_networks("HUB_TRUSTED_PROXIES")
+# The receive fast path (receivers/fastpath/): hub.asgi answers POST /hooks/… itself, in batches,
+# and hands everything else to Django. Off: the plain Django view serves /hooks/ everywhere.
+HUB_FAST_PATH = env_bool("HUB_FAST_PATH", False)
 # How long a web process reuses a source and its secrets before reading them again (0: never).
 HUB_SOURCE_CACHE_SECONDS = env_int("HUB_SOURCE_CACHE_SECONDS", 5, minimum=0)
 # How long past its timeout a delivery stays claimed before the sweep hands it out again.

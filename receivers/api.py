@@ -36,4 +36,7 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         if self.action == "list":
             # The list never needs the bodies: keep the page query light on big tables.
             queryset = queryset.defer("raw_body", "payload", "headers")
+        else:
+            # Read by the serializer, which survives a payload nested too deep to decode here.
+            queryset = queryset.defer("payload")
         return queryset

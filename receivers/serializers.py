@@ -1,8 +1,11 @@
 import copy
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import VERIFICATION_FIELDS, Event, Source
+from .services import readable_payload
 from .sources import create_source, receive_url, replace_secrets
 
 
@@ -81,6 +84,12 @@ class EventListSerializer(serializers.ModelSerializer):
 
 
 class EventDetailSerializer(EventListSerializer):
+    payload = serializers.SerializerMethodField()
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_payload(self, event: Event):
+        return readable_payload(event)
+
     class Meta(EventListSerializer.Meta):
         fields = EventListSerializer.Meta.fields + [
             "occurred_at",

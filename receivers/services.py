@@ -20,12 +20,12 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from . import metrics
-from .group_commit import Arrival, NewEvent, writer
 from .lookup import cached_source, find_source, forget_sources
 from .models import Event, EventStatus, Source
 from .providers import get_provider
 from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
 from .signals import event_stored
+from .storage import NewEvent, bounded_transaction, insert_events
 
 logger = logging.getLogger(__name__)
 
@@ -93,18 +93,18 @@ def masked_headers(headers: dict[str, str], secret_headers: tuple[str, ...]) -> 
 
 
 def receive(slug: str, incoming: Incoming) -> Outcome:
-    # Announced at once, so that a writer busy with other events may wait for this one.
-    with writer.expecting() as arrival:
-        return verify_and_store(slug, incoming, arrival)
-
-
-def verify_and_store(slug: str, incoming: Incoming, arrival: Arrival) -> Outcome:
-    checked = verify(slug, incoming)
-    if isinstance(checked, Outcome):
-        return checked
+    """Verify and store one request's event (the plain view; the fast path stores in batches),
+    with the receive path's bounds on every statement."""
+    checked = None
     try:
-        event_id = writer.store(checked.event, arrival)
+        with bounded_transaction():
+            checked = verify(slug, incoming)
+            if isinstance(checked, Outcome):
+                return checked
+            (event_id,) = insert_events([checked.event])
     except IntegrityError as exc:
+        if checked is None:
+            raise
         return not_stored(checked, exc)
     return stored(checked, event_id)
 
@@ -121,7 +121,7 @@ class Verified:
 def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
     """The refusal, or the verified event ready for the database.
 
-    Called by itself by receivers.worker, which stores the events it verifies in one batch."""
+    The fast path (receivers.fastpath) calls it by itself and stores its events in batches."""
     found = cached_source(slug)
     if found is None:
         metrics.rejected(None, "unknown_source")
@@ -201,6 +201,10 @@ def not_stored(verified: Verified, exc: IntegrityError) -> Outcome:
 
 
 NOT_STORABLE = "The body holds NaN, Infinity, NUL characters or unpaired surrogates."
+# Real payloads nest under 20 levels; far deeper ones exhaust the recursion limit of whatever
+# encodes them next (the INSERT, the API, the admin).
+MAX_DEPTH = 64
+TOO_DEEP = f"The body nests deeper than {MAX_DEPTH} levels."
 
 
 class NotStorable(ValueError):
@@ -229,14 +233,42 @@ def load_json(body: bytes) -> Any:
         payload = decode_json(body.decode(json.detect_encoding(body), "surrogatepass"))
     except NotStorable:
         raise BadPayload(NOT_STORABLE)
-    except (ValueError, RecursionError):
-        # ValueError also covers UnicodeDecodeError and integers with too many digits.
+    except RecursionError:
+        raise BadPayload(TOO_DEEP)
+    except ValueError:
+        # Also UnicodeDecodeError and integers with too many digits.
         raise BadPayload("The body is not valid JSON.")
+    # Fewer brackets than the cap cannot nest deeper than it: most bodies stop here.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and nesting(payload) > MAX_DEPTH:
+        raise BadPayload(TOO_DEEP)
     # A NUL character or an unpaired surrogate in an ASCII body can only come from a \u
     # escape: without one, there is nothing left to look for.
     if (not body.isascii() or b"\\u" in body) and not storable(payload):
         raise BadPayload(NOT_STORABLE)
     return payload
+
+
+def nesting(payload: Any) -> int:
+    """How deep arrays and objects nest in payload (walked without recursion), counted up to
+    one past MAX_DEPTH."""
+    deepest = 0
+    pending = [(payload, 1)] if isinstance(payload, dict | list) else []
+    while pending and deepest <= MAX_DEPTH:
+        value, level = pending.pop()
+        deepest = max(deepest, level)
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def readable_payload(event) -> Any:
+    """The event's payload, or None for one stored before MAX_DEPTH was enforced that nests
+    too deep to be read or encoded again inside a request (the raw body still has it)."""
+    try:
+        payload = event.payload
+    except RecursionError:
+        return None
+    return None if nesting(payload) > MAX_DEPTH else payload
 
 
 def storable(payload: Any) -> bool:

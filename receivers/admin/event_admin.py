@@ -91,6 +91,11 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
         "header_table",
     ]
 
+    def get_queryset(self, request):
+        # The page shows the raw body; a payload stored before bodies were capped may nest
+        # too deep to decode inside a request.
+        return super().get_queryset(request).defer("payload")
+
     @admin.display(description="body")
     def body_size(self, event: Event) -> str:
         return f"{len(event.raw_body):,} bytes"
@@ -113,10 +118,10 @@ def pretty_body(event: Event) -> str:
     does not keep the sender's key order."""
     raw = bytes(event.raw_body)
     try:
-        parsed = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # Not JSON, or (stored before bodies were capped) nested too deep to indent here.
         return raw.decode("utf-8", "replace")
-    return json.dumps(parsed, indent=2, ensure_ascii=False)
 
 
 def display_headers(event: Event) -> dict[str, str]:

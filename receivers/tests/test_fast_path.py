@@ -1,45 +1,57 @@
-"""The WSGI fast path (hub.wsgi.application) answers exactly like the Django view.
+"""The fast path (receivers.fastpath, HUB_FAST_PATH) answers exactly like the Django view.
 
-Each request is sent twice: straight to hub.wsgi.application with an environ made by
-RequestFactory, and through the Django test client (receive_view behind Django's middleware).
-The first is made both ways the hub's gunicorn worker can: as a WSGI call (a thread of the
-pool), and through FastReceive.answer_together as receivers.worker's event loop does.
-
-transaction=True: FastReceive ends every request with close_old_connections(), as Django does;
-inside the test transaction of a plain django_db test that closes the connection mid-transaction
-(its autocommit differs from the configured one), so these tests run in autocommit.
+Each request is sent twice: to the fast path's ASGI application in this process, with a scope
+made as an ASGI server makes it, and through the Django test client (receive_view behind Django's
+middleware). The fast path's writer thread stores with its own database connection, so these
+tests run in autocommit (transaction=True): it must see the sources the test created.
 """
 
-import io
+import asyncio
 import json
 import sys
 from dataclasses import dataclass, field
 from unittest import mock
-from urllib.parse import unquote_to_bytes, urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import pytest
+from django.core.asgi import get_asgi_application
 from django.db import OperationalError
-from django.test import Client, RequestFactory, override_settings
+from django.test import Client, override_settings
 
-from hub.wsgi import application
+from receivers.fastpath import FastPath
+from receivers.fastpath.batches import SERVER_ERROR
 from receivers.lookup import forget_sources
 from receivers.models import Event
 from receivers.tests.factories import make_source
 from receivers.tests.webhooks import GRIDX_EVENT, gridx_body, sign
 from receivers.unavailable import UNAVAILABLE_BODY
-from receivers.views import SERVER_ERROR
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("empty_cache", "served"),
+    pytest.mark.usefixtures("empty_cache"),
 ]
 
 
+@pytest.fixture(scope="module")
+def application():
+    app = FastPath(get_asgi_application())
+    yield app
+    # The writer closes its database connection as it ends: the test database can go.
+    app.writer.stop()
+    if app.writer.thread is not None:
+        app.writer.thread.join(10)
+
+
 @pytest.fixture
-def empty_cache():
+def empty_cache(application):
+    global served
+    served = application
     forget_sources()
     yield
     forget_sources()
+
+
+served: FastPath | None = None
 
 
 @dataclass
@@ -52,54 +64,60 @@ class Answer:
         return json.loads(self.content)
 
 
-@pytest.fixture(params=["wsgi call", "event loop"])
-def served(request, monkeypatch):
-    if request.param == "event loop":
-        monkeypatch.setattr(sys.modules[__name__], "serve", call_together)
+def scope_for(method: str, path: str, headers: dict) -> dict:
+    """What an ASGI server passes: the path percent-decoded, headers as lowercase bytes."""
+    split = urlsplit(path)
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method.upper(),
+        "scheme": "http",
+        "path": unquote(split.path),
+        "raw_path": split.path.encode(),
+        "root_path": "",
+        "query_string": split.query.encode(),
+        "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
 
 
-def call_together(environ: dict) -> Answer:
-    """What receivers.worker does with a request that arrived whole."""
-    (answer,) = application.answer_together([environ])
-    if answer is None:
-        # Not a receive URL: the worker runs the whole application.
-        return call_wsgi(environ)
-    status, headers, content = answer
-    return Answer(status, {name.lower(): value for name, value in headers}, content)
+def call(app, scope: dict, chunks: list[bytes], ends: bool = True) -> Answer:
+    async def run() -> Answer:
+        pending = [
+            {"type": "http.request", "body": chunk, "more_body": not ends or n < len(chunks) - 1}
+            for n, chunk in enumerate(chunks)
+        ]
+        answer = Answer(0)
+
+        async def receive():
+            if pending:
+                return pending.pop(0)
+            await asyncio.Event().wait()  # a connection that stays open
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answer.status = message["status"]
+                answer.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+            else:
+                answer.content += message.get("body", b"")
+
+        await app(scope, receive, send)
+        return answer
+
+    return asyncio.run(run())
 
 
-def call_wsgi(environ: dict) -> Answer:
-    answer = Answer(0)
-
-    def start_response(status, headers, exc_info=None):
-        answer.status = int(status.split(" ", 1)[0])
-        answer.headers = {name.lower(): value for name, value in headers}
-
-    chunks = application(environ, start_response)
-    try:
-        answer.content = b"".join(chunks)
-    finally:
-        if hasattr(chunks, "close"):
-            chunks.close()
-    return answer
-
-
-def fast(method: str, path: str, body: bytes = b"", headers=None, **extra) -> Answer:
-    factory = RequestFactory()
+def fast(method: str, path: str, body: bytes = b"", headers=None, chunks=None, **extra) -> Answer:
+    sent = {"host": "testserver"}
     if method == "post":
-        request = factory.post(
-            path, data=body, content_type="application/json", headers=headers, **extra
-        )
-    else:
-        request = factory.generic(method.upper(), path, headers=headers, **extra)
-    environ = request.environ
-    # Building the request rewrote PATH_INFO to Django's decoded form; a WSGI server passes
-    # the raw bytes decoded as ISO-8859-1 (PEP 3333), as RequestFactory made it at first.
-    environ["PATH_INFO"] = unquote_to_bytes(urlsplit(path).path).decode("iso-8859-1")
-    return serve(environ)
-
-
-serve = call_wsgi
+        sent.update({"content-type": "application/json", "content-length": str(len(body))})
+    sent.update({k.lower(): v for k, v in (headers or {}).items()})
+    if "CONTENT_LENGTH" in extra:
+        sent["content-length"] = extra.pop("CONTENT_LENGTH")
+    assert not extra, extra
+    return call(served, scope_for(method, path, sent), chunks or [body])
 
 
 def django(method: str, path: str, body: bytes = b"", headers=None, **extra) -> Answer:
@@ -338,7 +356,7 @@ def test_unexpected_error_is_a_json_500_without_a_traceback(caplog):
     assert b"Traceback" not in ours.content and b"a bug in the hub" not in ours.content
     assert ours.headers["x-content-type-options"] == "nosniff"
     # The bug is logged, with its traceback, for the operator.
-    logged = [r for r in caplog.records if r.name == "receivers.views"]
+    logged = [r for r in caplog.records if r.name == "receivers.fastpath.batches"]
     assert logged and logged[0].exc_info[0] is RuntimeError
     assert not Event.objects.exists()
 
@@ -379,15 +397,163 @@ def test_a_host_outside_allowed_hosts_is_refused_and_nothing_is_stored():
     assert not Event.objects.filter(external_id="evil-host").exists()
 
 
-def test_a_body_without_content_length_is_read_to_the_end_the_server_marks():
-    # What gunicorn passes for a chunked body: no CONTENT_LENGTH, the de-chunked stream, and
-    # wsgi.input_terminated. Django alone would read it as empty.
+def test_a_chunked_body_is_read_to_its_end():
+    # What a server passes for a chunked body: no Content-Length, the body in several messages.
     source, (secret,) = make_source("gridx")
     body = gridx_body(id="chunked-1")
     path, headers = signed_request(source, secret, body)
-    environ = RequestFactory().post(path, body, content_type="application/json", headers=headers)
-    environ = environ.environ
-    del environ["CONTENT_LENGTH"]
-    environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True})
-    assert serve(environ).status == 200
+    sent = {**headers, "content-length": None}
+    scope = scope_for("post", path, {k: v for k, v in sent.items() if v is not None})
+    answer = call(served, scope, [body[:7], body[7:20], body[20:]])
+    assert answer.status == 200
     assert bytes(Event.objects.get(external_id="chunked-1").raw_body) == body
+
+
+@override_settings(HUB_MAX_BODY_BYTES=200)
+def test_a_chunked_body_past_the_limit_is_413_and_the_connection_closes():
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(data={"padding": "x" * 300})
+    path, headers = signed_request(source, secret, body)
+    scope = scope_for("post", path, {"host": "testserver", **headers})
+    answer = call(served, scope, [body[:150], body[150:]])
+    assert answer.status == 413
+    assert answer.json() == {"error": "The body is larger than 200 bytes."}
+    assert answer.headers["connection"] == "close"
+    assert not Event.objects.exists()
+
+
+def test_a_body_that_never_ends_is_408_and_the_connection_closes(monkeypatch):
+    monkeypatch.setattr("receivers.fastpath.app.BODY_SECONDS", 0.2)
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(id="slow-1")
+    path, headers = signed_request(source, secret, body)
+    scope = scope_for("post", path, {"host": "testserver", **headers})
+    # Part of the body, then nothing more, as from a sender that stalls (or a chunk size
+    # far larger than what it sends).
+    answer = call(served, scope, [body[:10]], ends=False)
+    assert answer.status == 408
+    assert answer.headers["connection"] == "close"
+    assert not Event.objects.filter(external_id="slow-1").exists()
+
+
+class StampMiddleware:
+    """A middleware added to settings: its header must reach the fast path's answers too."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response["X-Hub-Stamp"] = "stamped"
+        return response
+
+
+def test_a_middleware_added_to_settings_shows_up_on_fast_path_answers(settings):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}.StampMiddleware"]
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(id="stamped-1")
+    path, headers = signed_request(source, secret, body)
+    ours = fast("post", path, body, headers)
+    theirs = django("post", path, body, headers)
+    assert ours.status == 200
+    assert ours.headers["x-hub-stamp"] == theirs.headers["x-hub-stamp"] == "stamped"
+    refused = fast("post", path, body, {"X-Signature": "sha512=00"})
+    assert refused.headers["x-hub-stamp"] == "stamped"
+
+
+def test_a_secure_request_gets_what_middleware_adds_to_secure_ones(settings):
+    settings.SECURE_HSTS_SECONDS = 3600
+    source, _ = make_source("gridx")
+    scope = scope_for("post", f"/hooks/{source.slug}/", {"host": "testserver"})
+    plain = call(served, scope, [b"{}"])
+    secure = call(served, {**scope, "scheme": "https"}, [b"{}"])
+    theirs = django("post", f"/hooks/{source.slug}/", b"{}", secure=True)
+    assert "strict-transport-security" not in plain.headers
+    assert (
+        secure.headers["strict-transport-security"] == theirs.headers["strict-transport-security"]
+    )
+
+
+def test_a_body_nested_too_deep_is_400_like_django():
+    source, (secret,) = make_source("gridx")
+    deep = b'{"id": "deep-1", "type": "t", "data": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    path, headers = signed_request(source, secret, deep)
+    ours = fast("post", path, deep, headers)
+    theirs = django("post", path, deep, headers)
+    assert ours.status == 400
+    assert ours.json() == {"error": "The body nests deeper than 64 levels."}
+    assert_same(ours, theirs)
+    assert not Event.objects.exists()
+
+
+def test_a_body_the_server_could_not_read_is_400():
+    # What the server sends for a malformed chunked body: a disconnect instead of the body.
+    source, (secret,) = make_source("gridx")
+    scope = scope_for("post", f"/hooks/{source.slug}/", {"host": "testserver"})
+
+    async def run() -> Answer:
+        answer = Answer(0)
+
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answer.status = message["status"]
+                answer.headers = {k.decode(): v.decode() for k, v in message["headers"]}
+            else:
+                answer.content += message["body"]
+
+        await served(scope, receive, send)
+        return answer
+
+    answer = asyncio.run(run())
+    assert answer.status == 400
+    assert answer.json() == {"error": "The body could not be read."}
+    assert answer.headers["connection"] == "close"
+
+
+def test_the_fast_path_warns_at_start_under_a_server_it_was_not_written_for(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from receivers.fastpath.server import check_server
+
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+    monkeypatch.setitem(sys.modules, "granian", SimpleNamespace(__version__="2.8.7"))
+    assert check_server(scope) == []
+    monkeypatch.setitem(sys.modules, "granian", SimpleNamespace(__version__="3.0.1"))
+    assert check_server(scope) == ["granian is 3.0.1, not 2.8.x"]
+    monkeypatch.delitem(sys.modules, "granian")
+    assert check_server({"type": "lifespan"}) == [
+        "the server speaks ASGI 2.0, not 3.0",
+        "it is not served by granian",
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3
+    assert all("HUB_FAST_PATH" in message for message in warnings)
+
+
+def test_a_writer_far_behind_answers_503_at_once(monkeypatch):
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(id="too-many-waiting")
+    path, headers = signed_request(source, secret, body)
+    monkeypatch.setattr(served.writer, "waiting", lambda: 5000)
+    answer = fast("post", path, body, headers)
+    assert answer.status == 503
+    assert int(answer.headers["retry-after"]) > 0
+    assert not Event.objects.filter(external_id="too-many-waiting").exists()
+
+
+def test_a_request_the_database_does_not_answer_in_time_is_503_and_abandoned(monkeypatch):
+    monkeypatch.setattr("receivers.fastpath.app.ANSWER_SECONDS", 0.2)
+    handed = []
+    monkeypatch.setattr(served.writer, "submit", handed.append)  # a writer that hangs
+    source, (secret,) = make_source("gridx")
+    body = gridx_body(id="hung")
+    path, headers = signed_request(source, secret, body)
+    answer = fast("post", path, body, headers)
+    assert answer.status == 503
+    assert int(answer.headers["retry-after"]) > 0
+    assert answer.content == UNAVAILABLE_BODY
+    # The writer would skip it: nobody waits for its answer any more.
+    assert [job.abandoned for job in handed] == [True]

@@ -1,12 +1,15 @@
-"""Real hub processes for the reliability tests: a private Redis, gunicorn and Celery."""
+"""Real hub processes for the reliability tests: a private Redis and PostgreSQL, the web server
+(Granian with the receive fast path, as docker-compose.yml runs it) and Celery."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +17,18 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# docker-compose.yml's web command, but the address and the number of workers.
+SERVER_OPTIONS = (
+    "--interface",
+    "asgi",
+    "--http",
+    "1",
+    "--no-ws",
+    "--loop",
+    "uvloop",
+    "--http1-header-read-timeout",
+    "10000",
+)
 
 
 def free_port() -> int:
@@ -111,23 +126,21 @@ class HubProcesses:
         return process
 
     def start_web(self, *extra: str) -> None:
-        """gunicorn with the worker docker-compose.yml runs; `extra` options override."""
+        """The web server as docker-compose.yml runs it; `extra` options override."""
+        self.env["HUB_FAST_PATH"] = "1"
         self.spawn(
             "web",
             [
-                str(BIN / "gunicorn"),
-                "hub.wsgi",
-                "-b",
-                f"127.0.0.1:{self.web_port}",
-                "-w",
+                str(BIN / "granian"),
+                *SERVER_OPTIONS,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.web_port),
+                "--workers",
                 "2",
-                "--worker-class",
-                "receivers.worker.HubWorker",
-                "--threads",
-                "4",
-                "--access-logfile",
-                "-",
                 *extra,
+                "hub.asgi:application",
             ],
         )
         wait_port(self.web_port)
@@ -189,3 +202,90 @@ class HubProcesses:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+class Postgres:
+    """A private PostgreSQL cluster (initdb as the postgres user, on a free port), so that a
+    test may stop, hang or kill it without touching the shared one."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="hub-pg-"))
+        self.data = self.dir / "data"
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.bin = postgres_bin()
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/hub"
+
+    def as_postgres(self, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self.as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "postgres.log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+        wait_port(self.port)
+
+    def create_database(self) -> None:
+        self.as_postgres(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "hub")
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        return [postmaster, *children(postmaster)]
+
+    def signal(self, signum: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        self.signal(signal.SIGCONT)
+        try:
+            self.as_postgres(
+                str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"
+            )
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql")
+    return found[-1].parent
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
