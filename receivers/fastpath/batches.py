@@ -31,8 +31,8 @@ from django.db import (
 )
 
 from ..services import Verified, not_stored, stored, verify
-from ..unavailable import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
 from ..storage import MAX_BATCH, bound_session, insert_rows, row_values
+from ..unavailable import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
 from ..views import handle
 from .headers import middleware_headers
 

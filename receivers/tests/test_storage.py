@@ -21,10 +21,8 @@ from receivers.fastpath.batches import BatchWriter, Job, answer_jobs
 from receivers.lookup import cached_source, forget_sources
 from receivers.models import Event, Source
 from receivers.storage import MAX_BATCH, NewEvent, bounded_transaction, insert_events
-from receivers.tests.factories import SourceFactory
-from receivers.tests.factories import make_source
+from receivers.tests.factories import EventFactory, SourceFactory, make_source
 from receivers.tests.webhooks import gridx_body, sign
-from subscriptions.tests.factories import EventFactory
 
 # Generous: every wait in these tests ends on an event long before this, it only stops a
 # broken implementation from hanging the suite.
