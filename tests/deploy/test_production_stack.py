@@ -255,10 +255,12 @@ def test_the_shipped_stack_delivers_a_signed_event(production_venv, redis, logs)
                 # No HTTP version: the server refuses the request line and logs it.
                 conn.sendall(f"POST {path}\r\nHost: 127.0.0.1\r\n\r\n".encode())
                 conn.recv(4096)
-            httpx.post(stack.url(path), content=b"{", timeout=10)
-            wait_until(lambda: "token=****" in stack.log("web"), 10, "the masked line", stack)
+            assert httpx.post(stack.url(path), content=b"{", timeout=10).status_code == 400
+            # Whatever the server logs of those lines (gunicorn logged the request line; Granian
+            # has no access log unless asked), a token in a URL is masked wherever it appears.
             for name in SERVICES:
                 assert OPENVOLT_TOKEN not in stack.log(name)
+                assert "token=" not in stack.log(name).replace("token=****", "")
         finally:
             stack.stop()
             for name in SERVICES:
