@@ -24,14 +24,20 @@ from receivers.admin import HistoryAdminMixin, ScaledListMixin
 from receivers.models import Event, mask
 
 from . import selectors
-from .models import HEALTH_FIELDS, Attempt, Delivery, DeliveryStatus, Subscription
+from .models import (
+    HEALTH_FIELDS,
+    REPLAY_PERMISSION,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+)
 from .selectors import failed_delivery_ids
 from .sender import Result
 from .services import controls, replay
 from .targets import TargetRefused, check_target
 
 EXCERPT_SHOWN = 300
-REPLAY_PERMISSION = "subscriptions.replay_delivery"
 LOG_CHUNK = 1000
 
 

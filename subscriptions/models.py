@@ -9,6 +9,8 @@ from django.utils import timezone
 from receivers.models import Event, Source, generate_secret, mask
 
 MAX_TIMEOUT_SECONDS = 60
+# Needed for every replay, in the admin and the API (Delivery.Meta.permissions).
+REPLAY_PERMISSION = "subscriptions.replay_delivery"
 
 # The name the migrations refer to.
 generate_signing_secret = generate_secret
