@@ -35,7 +35,6 @@ from .models import (
 from .selectors import failed_delivery_ids
 from .sender import Result
 from .services import controls, replay
-from .targets import TargetRefused, check_target
 
 EXCERPT_SHOWN = 300
 LOG_CHUNK = 1000
@@ -150,16 +149,6 @@ class SubscriptionForm(forms.ModelForm):
     class Meta:
         model = Subscription
         fields = list(EDITABLE_FIELDS)
-
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"]
-        if "url" not in self.changed_data:
-            return url
-        try:
-            check_target(url)
-        except TargetRefused as exc:
-            raise forms.ValidationError(str(exc))
-        return url
 
 
 @admin.register(Subscription)

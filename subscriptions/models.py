@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from receivers.models import Event, Source, generate_secret, mask
 
+from .targets import validate_target
+
 MAX_TIMEOUT_SECONDS = 60
 # Needed for every replay, in the admin and the API (Delivery.Meta.permissions).
 REPLAY_PERMISSION = "subscriptions.replay_delivery"
@@ -23,7 +25,10 @@ class PayloadFormat(models.TextChoices):
 
 class Subscription(models.Model):
     name = models.CharField(max_length=100)
-    url = models.URLField(max_length=500, help_text="http or https target.")
+    # The one rule for the admin and the API: no internal targets (HUB_ALLOW_PRIVATE_TARGETS).
+    url = models.URLField(
+        max_length=500, validators=[validate_target], help_text="http or https target."
+    )
     is_active = models.BooleanField(
         default=True, help_text="Off: no new deliveries are created (disabled or stopped)."
     )

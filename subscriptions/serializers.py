@@ -34,11 +34,6 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created_at", *HEALTH_FIELDS]
 
-    def validate_url(self, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise serializers.ValidationError("Only http and https targets are supported.")
-        return value
-
     def validate_event_types(self, value):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise serializers.ValidationError("A list of event types or globs is required.")
