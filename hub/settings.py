@@ -113,6 +113,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that its 400 still gets the security headers of the ones above.
+    "hub.middleware.RefuseNulMiddleware",
 ]
 
 ROOT_URLCONF = "hub.urls"

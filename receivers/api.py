@@ -1,6 +1,10 @@
 """Management API for sources and the event history (subscriptions/api.py adds replays)."""
 
+from datetime import UTC, timedelta
+
 import django_filters
+from django.core.exceptions import ValidationError
+from django_filters.fields import IsoDateTimeField
 from rest_framework import mixins, viewsets
 
 from .models import Event, Source
@@ -14,10 +18,33 @@ class SourceViewSet(viewsets.ModelViewSet):
     filterset_fields = ["provider", "is_active"]
 
 
+# The widest offsets in use (UTC-12 to UTC+14); PostgreSQL refuses some valid ISO 8601 ones.
+MAX_UTC_OFFSET = timedelta(hours=14)
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time with a real-world UTC offset, handed to the database in UTC."""
+
+    def to_python(self, value):
+        result = super().to_python(value)
+        if result is None:
+            return None
+        if abs(result.utcoffset() or timedelta()) > MAX_UTC_OFFSET:
+            raise ValidationError("The UTC offset must be within -14:00 and +14:00.")
+        try:
+            return result.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("The time is outside the years 1 to 9999 in UTC.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class EventFilter(django_filters.FilterSet):
     source = django_filters.CharFilter(field_name="source__slug")
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
     class Meta:
         model = Event

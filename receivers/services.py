@@ -25,6 +25,7 @@ from .models import Event, EventStatus, Source
 from .providers import get_provider
 from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
 from .signals import event_stored
+from .text import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def storable(payload: Any) -> bool:
     while pending:
         value = pending.pop()
         if isinstance(value, str):
-            if "\x00" in value or not (value.isascii() or is_utf8(value)):
+            if not storable_text(value):
                 return False
         elif isinstance(value, float):
             if not math.isfinite(value):
@@ -236,14 +237,6 @@ def storable(payload: Any) -> bool:
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
-    return True
-
-
-def is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
     return True
 
 

@@ -12,7 +12,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -20,7 +19,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from receivers import admin as receivers_admin
-from receivers.admin import HistoryAdminMixin, ScaledListMixin
+from receivers.admin import HistoryAdminMixin, ScaledListMixin, object_or_404
 from receivers.models import Event, mask
 
 from . import selectors
@@ -125,7 +124,7 @@ class EventAdmin(ReplayPermissionMixin, receivers_admin.EventAdmin):
     def replay_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not can_replay(request):
             raise PermissionDenied
-        event = get_object_or_404(Event, pk=object_id)
+        event = object_or_404(self, request, object_id)
         count = queue_and_report(request, self, failed_delivery_ids(event=event), failed=True)
         self.log_change(request, event, f"Replayed {deliveries_text(count, failed=True)}.")
         return HttpResponseRedirect(reverse("admin:receivers_event_change", args=[event.pk]))
@@ -346,7 +345,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         ]
 
     def operation_view(self, request: HttpRequest, object_id: str, operation: str) -> HttpResponse:
-        sub = get_object_or_404(Subscription, pk=object_id)
+        sub = object_or_404(self, request, object_id)
         queryset = Subscription.objects.filter(pk=sub.pk)
         operations_by_name = {
             "pause": lambda: self.do_pause(request, queryset),
@@ -518,7 +517,7 @@ class DeliveryAdmin(ReplayPermissionMixin, HistoryAdminMixin, ScaledListMixin, a
     def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not can_replay(request):
             raise PermissionDenied
-        delivery = get_object_or_404(Delivery, pk=object_id)
+        delivery = object_or_404(self, request, object_id)
         queue_and_report(request, self, [delivery.pk])
         return HttpResponseRedirect(
             reverse("admin:subscriptions_delivery_change", args=[delivery.pk])

@@ -2,11 +2,13 @@
 
 import fnmatch
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from receivers.models import Event, Source, generate_secret, mask
+from receivers.text import sendable_header_name, sendable_header_value, storable_text
 
 from .targets import validate_target
 
@@ -16,6 +18,39 @@ REPLAY_PERMISSION = "subscriptions.replay_delivery"
 
 # The name the migrations refer to.
 generate_signing_secret = generate_secret
+
+
+# Headers that frame the request: a static value would break it.
+FRAMING_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "te", "expect"}
+
+
+def validate_event_types(value) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and item and storable_text(item) for item in value
+    ):
+        raise ValidationError(
+            "A list of event types or globs is required (text without NUL characters).",
+            code="event_types",
+        )
+
+
+def validate_headers(value) -> None:
+    """Static headers must be sendable as they are: checked here, never at delivery time."""
+    if not isinstance(value, dict):
+        raise ValidationError("Headers must be an object of strings.", code="headers")
+    for name, text in value.items():
+        if not (isinstance(text, str) and sendable_header_name(name)):
+            raise ValidationError(
+                "Header names are HTTP tokens (letters, digits, -) with text values.",
+                code="headers",
+            )
+        if name.lower() in FRAMING_HEADERS:
+            raise ValidationError(f"The {name} header is set by the hub.", code="headers")
+        if not sendable_header_value(text):
+            raise ValidationError(
+                f"The value of {name} must be printable Latin-1 text (no line breaks).",
+                code="headers",
+            )
 
 
 class PayloadFormat(models.TextChoices):
@@ -39,6 +74,7 @@ class Subscription(models.Model):
     event_types = models.JSONField(
         default=list,
         blank=True,
+        validators=[validate_event_types],
         help_text='Exact types or globs, e.g. ["appliance/*", "session.*"]; "*" is everything.',
     )
     sources = models.ManyToManyField(
@@ -50,7 +86,9 @@ class Subscription(models.Model):
     secret = models.CharField(max_length=200, default=generate_signing_secret)
     previous_secret = models.CharField(max_length=200, blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
-    headers = models.JSONField(default=dict, blank=True, help_text="Static headers to add.")
+    headers = models.JSONField(
+        default=dict, blank=True, validators=[validate_headers], help_text="Static headers to add."
+    )
     timeout_seconds = models.PositiveIntegerField(
         default=15, validators=[MinValueValidator(1), MaxValueValidator(MAX_TIMEOUT_SECONDS)]
     )

@@ -1,3 +1,4 @@
+from django.core.validators import slug_re
 from rest_framework import serializers
 
 from receivers.models import Source
@@ -6,8 +7,17 @@ from .models import HEALTH_FIELDS, Attempt, Delivery, Subscription
 from .signing import SECRET_PREFIX, secret_bytes
 
 
+class SourceSlugField(serializers.SlugRelatedField):
+    """A source by its slug; what cannot be a slug is refused before it reaches the database."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not slug_re.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SubscriptionSerializer(serializers.ModelSerializer):
-    sources = serializers.SlugRelatedField(
+    sources = SourceSlugField(
         slug_field="slug", queryset=Source.objects.all(), many=True, required=False
     )
     # Shown once: in the answer to the request that created (or set) it.
@@ -33,18 +43,6 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             *HEALTH_FIELDS,
         ]
         read_only_fields = ["created_at", *HEALTH_FIELDS]
-
-    def validate_event_types(self, value):
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise serializers.ValidationError("A list of event types or globs is required.")
-        return value
-
-    def validate_headers(self, value):
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise serializers.ValidationError("Headers must be an object of strings.")
-        return value
 
     def validate_secret(self, value: str) -> str:
         if not value.startswith(SECRET_PREFIX) or secret_bytes(value) == value.encode():
