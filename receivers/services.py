@@ -25,7 +25,7 @@ from .models import Event, EventStatus, Source
 from .providers import get_provider
 from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
 from .signals import event_stored
-from .text import storable_text
+from .text import sendable_header_value, storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class Outcome:
 
 
 NOT_FOUND = Outcome(404, {"error": "unknown source"})
+BAD_TYPE = Outcome(
+    400, {"error": "The event type must be printable Latin-1 text, without control characters."}
+)
 UNAUTHORIZED = Outcome(401, {"error": "verification failed"})
 
 
@@ -147,6 +150,9 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
         parsed = provider.parse(payload, incoming)
     except BadPayload as exc:
         return Outcome(400, {"error": str(exc)})
+    if not sendable_header_value(parsed.type):
+        # Relayed as the x-hub-event-type header, such a type would fail every attempt.
+        return BAD_TYPE
 
     secret_headers = provider.credential_headers(source)
     event = NewEvent(

@@ -4,6 +4,7 @@ and an HTTP header carries neither control characters nor anything outside Latin
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 # RFC 9110 `token`: what a header name is made of.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -36,3 +37,13 @@ def sendable_header_value(text: str) -> bool:
 
 def sendable_header_name(text: str) -> bool:
     return HEADER_NAME.fullmatch(text) is not None
+
+
+def header_safe(text: str) -> str:
+    """The text as it is when it can be sent as a header value, else percent-encoded (rows
+    stored before types were checked)."""
+    return text if sendable_header_value(text) else quote(text, safe=HEADER_SAFE)
+
+
+# Printable ASCII but `%`: what percent-encoding keeps as it is.
+HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
