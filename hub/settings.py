@@ -153,6 +153,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 HUB_MAX_BODY_BYTES = env_int("HUB_MAX_BODY_BYTES", 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_BODY_BYTES
 HUB_RETENTION_DAYS = env_int("HUB_RETENTION_DAYS", 7, minimum=1)
+# The purge keeps the ids of the events it deletes this long (receivers.models.SeenEvent): a
+# captured request replayed later is a duplicate, not a new event.
+HUB_DEDUP_DAYS = env_int("HUB_DEDUP_DAYS", 30, minimum=1)
+if HUB_DEDUP_DAYS < HUB_RETENTION_DAYS:
+    raise ImproperlyConfigured(
+        f"HUB_DEDUP_DAYS ({HUB_DEDUP_DAYS}) must be at least HUB_RETENTION_DAYS "
+        f"({HUB_RETENTION_DAYS}): an id must be remembered as long as its event is kept."
+    )
 HUB_ALLOW_PRIVATE_TARGETS = env_bool("HUB_ALLOW_PRIVATE_TARGETS", False)
 HUB_DISABLE_AFTER_HOURS = env_int("HUB_DISABLE_AFTER_HOURS", 72, minimum=1)
 HUB_SWEEP_SECONDS = env_int("HUB_SWEEP_SECONDS", 5, minimum=1)

@@ -190,3 +190,26 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id}:{self.type}:{self.external_id}"
+
+
+class SeenEvent(models.Model):
+    """The id of an event the purge deleted, kept for HUB_DEDUP_DAYS (receivers.retention).
+
+    Body-only signatures (gridX, Ideavate, eDRV's body form) sign no time, so a captured
+    request stays valid forever; while its event row exists the unique constraint makes a
+    replay a duplicate, and after the purge this ledger does: a BEFORE INSERT trigger on the
+    event table (migration 0005) skips a row whose id is here, whichever code inserts it, so
+    the receive path pays one index probe in the database and nothing in Python.
+    """
+
+    pk = models.CompositePrimaryKey("source", "external_id")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, db_index=False)
+    external_id = models.CharField(max_length=255)
+    # When the event was received: the ledger row goes HUB_DEDUP_DAYS after that.
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["received_at"], name="seenevent_received_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.external_id}"
