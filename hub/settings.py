@@ -4,11 +4,14 @@ A bad or missing value raises ImproperlyConfigured when Django starts, never at 
 request. `.env.example` lists every variable; the README explains each one.
 """
 
+import base64
+import hashlib
 import ipaddress
 import os
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -64,8 +67,34 @@ def env_networks(name: str) -> tuple:
     return tuple(networks)
 
 
+def env_fernet_keys(name: str, development_key: str | None) -> list[str]:
+    """Comma-separated Fernet keys; unset, a key derived from `development_key` (None: required)."""
+    keys = env_list(name, "")
+    if not keys:
+        if development_key is None:
+            raise ImproperlyConfigured(
+                f"{name} is required when DEBUG is off: one or more Fernet keys, comma-separated "
+                "(generate one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)."
+            )
+        digest = hashlib.sha256(b"hub secrets at rest\0" + development_key.encode()).digest()
+        return [base64.urlsafe_b64encode(digest).decode()]
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} is not a Fernet key (32 url-safe base64 bytes)."
+            ) from None
+    return keys
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
+# Secrets kept at rest (source HMAC keys, signing secrets) are encrypted with these: the first
+# encrypts, every one decrypts (`manage.py reencrypt_secrets` moves all to the first). Without
+# DEBUG they are required; with it (`make run`) one is derived from SECRET_KEY.
+HUB_SECRET_KEYS = env_fernet_keys("HUB_SECRET_KEYS", SECRET_KEY if DEBUG else None)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://localhost,http://127.0.0.1")
 

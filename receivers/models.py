@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .encryption import EncryptedTextField
 from .providers import PROVIDERS, provider_choices
 
 
@@ -115,10 +116,16 @@ class SecretQuerySet(models.QuerySet):
 
 
 class SourceSecret(models.Model):
-    """One verification secret. Several can be active at once during a rotation."""
+    """One verification secret. Several can be active at once during a rotation.
+
+    `value` is what the provider's verify() needs, encrypted at rest: the key itself, or for a
+    provider that only compares a token the platform sends (Provider.checks_token) the token's
+    digest. Create secrets with secret_fields(), which applies that rule."""
 
     source = models.ForeignKey(Source, related_name="secrets", on_delete=models.CASCADE)
-    value = models.CharField(max_length=500)
+    value = EncryptedTextField()
+    # Enough of the secret to tell two apart, never enough to use one (mask()).
+    masked = models.CharField(max_length=8, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(
         null=True, blank=True, help_text="Set during a rotation: the old secret's grace period."
@@ -135,9 +142,14 @@ class SourceSecret(models.Model):
     def __repr__(self) -> str:
         return f"<SourceSecret {self.pk} {self.masked}>"
 
-    @property
-    def masked(self) -> str:
-        return mask(self.value)
+
+def secret_fields(provider: str, secret: str) -> dict[str, str]:
+    """The fields of a new SourceSecret for a source of `provider` (see SourceSecret)."""
+    found = PROVIDERS.get(provider)
+    return {
+        "value": found.stored_secret(secret) if found else secret,
+        "masked": mask(secret),
+    }
 
 
 def mask(value: str) -> str:

@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from receivers.encryption import EncryptedTextField
 from receivers.models import Event, Source, generate_secret, mask
 from receivers.text import sendable_header_name, sendable_header_value, storable_text
 
@@ -83,8 +84,9 @@ class Subscription(models.Model):
         related_name="subscriptions",
         help_text="Leave empty to receive from every source.",
     )
-    secret = models.CharField(max_length=200, default=generate_signing_secret)
-    previous_secret = models.CharField(max_length=200, blank=True)
+    # Encrypted at rest (receivers.encryption): the hub signs with them, so it must read them.
+    secret = EncryptedTextField(default=generate_signing_secret)
+    previous_secret = EncryptedTextField(blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     headers = models.JSONField(
         default=dict, blank=True, validators=[validate_headers], help_text="Static headers to add."
