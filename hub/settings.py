@@ -125,7 +125,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "hub",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -207,7 +207,7 @@ HUB_PUBLIC_URL = env_str("HUB_PUBLIC_URL", "http://localhost:8000").rstrip("/")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "hub.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Staff only, and the model permissions the admin asks for (reads need the view one).
@@ -220,6 +220,9 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# API tokens (`manage.py create_api_token`): only their digest is stored; they do not expire,
+# and are sent as `Authorization: Token <token>` as before.
+REST_KNOX = {"TOKEN_TTL": None, "AUTH_HEADER_PREFIX": "Token"}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Hub management API",
     "DESCRIPTION": "Sources, events, subscriptions and deliveries of the webhook hub.",
