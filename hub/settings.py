@@ -228,6 +228,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Sources, events, subscriptions and deliveries of the webhook hub.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Requests and responses get components of their own: write-only fields (secrets) are in
+    # no response schema.
+    "COMPONENT_SPLIT_REQUEST": True,
     # Served from the installed sidecar package: the UI works with no internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -25,12 +25,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from . import sources
+from .masking import shown_headers
 from .models import VERIFICATION_FIELDS, Event, Source, SourceSecret, mask
 from .providers import PROVIDERS
-from .services import masked_headers
-
-# Header names that can carry a credential; masked again on display whatever was stored.
-SENSITIVE_HEADER_WORDS = ("authorization", "cookie", "signature", "secret", "token", "key")
 
 
 class HistoryAdminMixin:
@@ -441,7 +438,7 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
 
     @admin.display(description="headers")
     def header_table(self, event: Event) -> str:
-        rows = sorted(display_headers(event).items())
+        rows = sorted(shown_headers(event).items())
         if not rows:
             return "none"
         body = format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows)
@@ -457,12 +454,3 @@ def pretty_body(event: Event) -> str:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return raw.decode("utf-8", "replace")
     return json.dumps(parsed, indent=2, ensure_ascii=False)
-
-
-def display_headers(event: Event) -> dict[str, str]:
-    provider = PROVIDERS.get(event.source.provider)
-    named = provider.credential_headers(event.source) if provider else ()
-    looks_secret = tuple(
-        name for name in event.headers if any(w in name.lower() for w in SENSITIVE_HEADER_WORDS)
-    )
-    return masked_headers(event.headers, tuple(n for n in named if n) + looks_secret)

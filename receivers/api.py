@@ -5,15 +5,39 @@ from datetime import UTC, timedelta
 import django_filters
 from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
 
 from .models import Event, Source
-from .serializers import EventDetailSerializer, EventListSerializer, SourceSerializer
+from .serializers import (
+    EventDetailSerializer,
+    EventListSerializer,
+    SourceCreatedSerializer,
+    SourceSerializer,
+)
 
 
-class SourceViewSet(viewsets.ModelViewSet):
+class CreatedAnswerMixin:
+    """create() answers with `created_serializer_class`: the one answer that shows a secret
+    (documented as the 201 response with extend_schema_view)."""
+
+    created_serializer_class: type
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)
+        context = self.get_serializer_context()
+        answer = self.created_serializer_class(serializer.instance, context=context)
+        return Response(answer.data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(create=extend_schema(responses={201: SourceCreatedSerializer}))
+class SourceViewSet(CreatedAnswerMixin, viewsets.ModelViewSet):
     queryset = Source.objects.all()
     serializer_class = SourceSerializer
+    created_serializer_class = SourceCreatedSerializer
     lookup_field = "slug"
     filterset_fields = ["provider", "is_active"]
 

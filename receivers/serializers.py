@@ -1,7 +1,9 @@
 import copy
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .masking import shown_headers
 from .models import VERIFICATION_FIELDS, Event, Source
 from .sources import create_source, receive_url, replace_secrets
 
@@ -64,12 +66,15 @@ class SourceSerializer(serializers.ModelSerializer):
             replace_secrets(source, secrets)
         return source
 
-    def to_representation(self, source: Source):
-        data = super().to_representation(source)
-        created = getattr(source, "_created_secrets", None)
-        if created:
-            data["secrets"] = created
-        return data
+
+class SourceCreatedSerializer(SourceSerializer):
+    """The answer to a creation: the one time the secrets are shown."""
+
+    secrets = serializers.SerializerMethodField(help_text="Shown this once.")
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_secrets(self, source: Source) -> list[str]:
+        return getattr(source, "_created_secrets", [])
 
 
 class EventListSerializer(serializers.ModelSerializer):
@@ -81,6 +86,10 @@ class EventListSerializer(serializers.ModelSerializer):
 
 
 class EventDetailSerializer(EventListSerializer):
+    headers = serializers.SerializerMethodField(
+        help_text="The request's headers; credentials masked as in the admin."
+    )
+
     class Meta(EventListSerializer.Meta):
         fields = EventListSerializer.Meta.fields + [
             "occurred_at",
@@ -88,3 +97,7 @@ class EventDetailSerializer(EventListSerializer):
             "headers",
             "payload",
         ]
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+    def get_headers(self, event: Event) -> dict[str, str]:
+        return shown_headers(event)

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from .group_commit import Arrival, NewEvent, writer
 from .lookup import cached_source, find_source, forget_sources
+from .masking import masked_headers
 from .models import Event, EventStatus, Source
 from .providers import get_provider
 from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
@@ -28,8 +29,6 @@ from .signals import event_stored
 from .text import sendable_header_value, storable_text
 
 logger = logging.getLogger(__name__)
-
-ALWAYS_MASKED = ("authorization", "cookie", "proxy-authorization")
 
 
 @dataclass(frozen=True)
@@ -88,11 +87,6 @@ def ip_allowed(source: Source, remote_addr: str) -> bool:
             # An unreadable entry matches nothing: the list still restricts (fails closed).
             logger.warning("source %s: unreadable allow list entry %r", source.slug, entry)
     return False
-
-
-def masked_headers(headers: dict[str, str], secret_headers: tuple[str, ...]) -> dict[str, str]:
-    hidden = {name.lower() for name in (*ALWAYS_MASKED, *secret_headers)}
-    return {name: ("****" if name.lower() in hidden else value) for name, value in headers.items()}
 
 
 def receive(slug: str, incoming: Incoming) -> Outcome:

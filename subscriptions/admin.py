@@ -30,6 +30,8 @@ from .models import (
     Delivery,
     DeliveryStatus,
     Subscription,
+    keep_masked_values,
+    masked_values,
 )
 from .selectors import failed_delivery_ids
 from .sender import Result
@@ -145,9 +147,22 @@ EDITABLE_FIELDS = (
 
 
 class SubscriptionForm(forms.ModelForm):
+    """Static header values are shown masked; a masked value saved as it is keeps the stored one."""
+
     class Meta:
         model = Subscription
         fields = list(EDITABLE_FIELDS)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["headers"] = masked_values(self.instance.headers or {})
+
+    def clean_headers(self):
+        headers = self.cleaned_data["headers"]
+        if self.instance.pk and isinstance(headers, dict):
+            return keep_masked_values(headers, self.instance.headers or {})
+        return headers
 
 
 @admin.register(Subscription)

@@ -1,5 +1,6 @@
 """Management API for subscriptions and deliveries, and the replay of an event."""
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAdminUser
@@ -8,7 +9,11 @@ from rest_framework.response import Response
 from receivers import api as receivers_api
 
 from .models import REPLAY_PERMISSION, Delivery, Subscription
-from .serializers import DeliverySerializer, SubscriptionSerializer
+from .serializers import (
+    DeliverySerializer,
+    SubscriptionCreatedSerializer,
+    SubscriptionSerializer,
+)
 from .services.replay import replay_deliveries, replay_event
 
 
@@ -31,9 +36,11 @@ class EventViewSet(receivers_api.EventViewSet):
         return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)
 
 
-class SubscriptionViewSet(viewsets.ModelViewSet):
+@extend_schema_view(create=extend_schema(responses={201: SubscriptionCreatedSerializer}))
+class SubscriptionViewSet(receivers_api.CreatedAnswerMixin, viewsets.ModelViewSet):
     queryset = Subscription.objects.prefetch_related("sources")
     serializer_class = SubscriptionSerializer
+    created_serializer_class = SubscriptionCreatedSerializer
     filterset_fields = ["is_active", "payload_format"]
 
 

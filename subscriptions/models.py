@@ -54,6 +54,20 @@ def validate_headers(value) -> None:
             )
 
 
+def masked_values(headers: dict) -> dict[str, str]:
+    """Static headers as the admin and the API show them: often a subscriber's credentials,
+    so every value is masked like a secret."""
+    return {name: mask(str(value)) for name, value in headers.items()}
+
+
+def keep_masked_values(new: dict, old: dict) -> dict:
+    """A value sent back as it was shown (masked) keeps the stored one."""
+    return {
+        name: old[name] if name in old and value == mask(str(old[name])) else value
+        for name, value in new.items()
+    }
+
+
 class PayloadFormat(models.TextChoices):
     ORIGINAL = "original", "Original body as received"
     CLOUDEVENTS = "cloudevents", "CloudEvents 1.0 JSON envelope"
