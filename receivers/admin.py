@@ -261,6 +261,11 @@ class SourceAdmin(admin.ModelAdmin):
             *provider_fieldsets(),
         ]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Its secrets are stored for the provider (keys encrypted, tokens as digests).
+        fixed = ["provider"] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
+
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = self.add_form

@@ -41,6 +41,13 @@ class SourceSerializer(serializers.ModelSerializer):
         return [secret.masked for secret in source.secrets.active()]
 
     def validate(self, attrs):
+        if self.instance is not None and attrs.get("provider", self.instance.provider) != (
+            self.instance.provider
+        ):
+            # Its secrets are stored for the provider (keys encrypted, tokens as digests).
+            raise serializers.ValidationError(
+                {"provider": "A source's provider cannot change; create a new source."}
+            )
         # The provider judges its options, on the source as it would be saved.
         candidate = copy.copy(self.instance) if self.instance is not None else Source()
         for name, value in attrs.items():

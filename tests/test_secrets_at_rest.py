@@ -180,3 +180,14 @@ def test_the_migrations_convert_plaintext_rows():
     assert "plain" not in raw("receivers_sourcesecret", "value", gridx.pk)
     assert Subscription.objects.get().secret == "whsec_plain-signing-secret"
     assert "plain" not in raw("subscriptions_subscription", "secret", Subscription.objects.get().pk)
+
+
+@pytest.mark.django_db
+def test_a_source_keeps_its_provider_since_its_secrets_are_stored_for_it(api, admin_client):
+    api.post("/api/v1/sources/", {"slug": "grid", "provider": "gridx"}, format="json")
+    answer = api.patch("/api/v1/sources/grid/", {"provider": "jedlix"}, format="json")
+    assert answer.status_code == 400 and "provider" in answer.json()
+    assert api.patch("/api/v1/sources/grid/", {"provider": "gridx"}, format="json").status_code
+    source = SourceSecret.objects.get().source
+    page = admin_client.get(f"/admin/receivers/source/{source.pk}/change/").content.decode()
+    assert 'name="provider"' not in page
