@@ -231,6 +231,11 @@ SPECTACULAR_SETTINGS = {
     # Requests and responses get components of their own: write-only fields (secrets) are in
     # no response schema.
     "COMPONENT_SPLIT_REQUEST": True,
+    # Events and deliveries both have a `status`: each its own enum in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "EventStatusEnum": "receivers.models.EventStatus",
+        "DeliveryStatusEnum": "subscriptions.models.DeliveryStatus",
+    },
     # Served from the installed sidecar package: the UI works with no internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
