@@ -16,6 +16,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections, router
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -190,6 +191,9 @@ class SecretInline(admin.TabularInline):
     readonly_fields = fields
     verbose_name_plural = "secrets (values are never shown again after creation)"
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("value")
+
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -245,7 +249,9 @@ class SourceAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("secrets")
+        # Secret values are never shown: they stay in the database, undecrypted.
+        secrets = Prefetch("secrets", queryset=SourceSecret.objects.defer("value"))
+        return super().get_queryset(request).prefetch_related(secrets)
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:

@@ -191,3 +191,14 @@ def test_a_source_keeps_its_provider_since_its_secrets_are_stored_for_it(api, ad
     source = SourceSecret.objects.get().source
     page = admin_client.get(f"/admin/receivers/source/{source.pk}/change/").content.decode()
     assert 'name="provider"' not in page
+
+
+@pytest.mark.django_db
+def test_the_source_pages_never_decrypt_a_secret(admin_client):
+    source, _ = make_source("gridx")
+    masked = source.secrets.get().masked
+    with override_settings(HUB_SECRET_KEYS=[NEW_KEY]):
+        assert admin_client.get("/admin/receivers/source/").status_code == 200
+        change = admin_client.get(f"/admin/receivers/source/{source.pk}/change/")
+        assert change.status_code == 200
+        assert masked in change.content.decode()
