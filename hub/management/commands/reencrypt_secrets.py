@@ -61,15 +61,9 @@ class Command(BaseCommand):
                 )
                 rows = cursor.fetchall()
                 for row_id, *values in rows:
-                    changes = {}
-                    for column, value in zip(columns, values, strict=True):
-                        if not value or on_first_key(value):
-                            continue
-                        try:
-                            changes[column] = reencrypted(value)
-                        except SecretUnreadable:
-                            unreadable += 1
-                            self.stderr.write(f"  {label} {row_id}: cannot be decrypted")
+                    changes = self.reencrypted_values(dict(zip(columns, values, strict=True)))
+                    unreadable += sum(value is None for value in changes.values())
+                    changes = {column: value for column, value in changes.items() if value}
                     if changes:
                         assignments = ", ".join(f"{column} = %s" for column in changes)
                         cursor.execute(
@@ -79,10 +73,22 @@ class Command(BaseCommand):
                         moved += len(changes)
             if not rows:
                 break
-            seen += len(rows)
-            last_id = rows[-1][0]
+            seen, last_id = seen + len(rows), rows[-1][0]
             if time.monotonic() - last_report >= PROGRESS_SECONDS or seen >= total:
                 self.stdout.write(f"  {seen} of {total} row(s) read, {moved} secret(s) moved")
                 last_report = time.monotonic()
         self.stdout.write(f"  done: {moved} secret(s) re-encrypted, {unreadable} unreadable")
         return unreadable
+
+    def reencrypted_values(self, stored: dict[str, str]) -> dict[str, str | None]:
+        """The columns to rewrite with their new value, None for one that no key decrypts."""
+        changes: dict[str, str | None] = {}
+        for column, value in stored.items():
+            if not value or on_first_key(value):
+                continue
+            try:
+                changes[column] = reencrypted(value)
+            except SecretUnreadable:
+                changes[column] = None
+                self.stderr.write(f"  a secret in {column} cannot be decrypted")
+        return changes
