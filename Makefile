@@ -32,7 +32,7 @@ run: install
 
 # An API token for make run's admin user, printed alone.
 token: install
-	@$(DEV_ENV) $(BIN)/python manage.py drf_create_token admin | awk '{print $$3}'
+	@$(DEV_ENV) $(BIN)/python manage.py create_api_token admin | awk 'NR==1 {print $$NF}'
 
 test: install
 	$(BIN)/ruff check .

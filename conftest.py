@@ -8,9 +8,8 @@ import os
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from subscriptions.tests.receiver import TestReceiver
@@ -51,9 +50,9 @@ def _services(request):
 def api(db) -> APIClient:
     """The management API as a superuser with a token."""
     user = get_user_model().objects.create_superuser("ops", password="pw-for-tests-only")
-    call_command("drf_create_token", "ops", verbosity=0)
+    _, token = AuthToken.objects.create(user, expiry=None)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

@@ -89,6 +89,7 @@ def configure(database_url: str) -> None:
         }
     )
     os.environ.setdefault("SECRET_KEY", "bench-only-admin-scale-key")
+    os.environ.setdefault("HUB_SECRET_KEYS", "dH6lXysm866mA5lLsxxRtjSkmQI3vxIEtsNxH_Ryy9Y=")
 
 
 def ensure_database(database_url: str) -> None:

@@ -66,6 +66,10 @@ class Config:
         return Config(**{**self.__dict__, **changes})
 
 
+# Fernet key for the secrets the bench stores (bench only).
+BENCH_SECRET_KEYS = "dH6lXysm866mA5lLsxxRtjSkmQI3vxIEtsNxH_Ryy9Y="
+
+
 def hub_env(settings: str = "hub.settings", **extra: str) -> dict:
     env = {
         key: value
@@ -77,6 +81,7 @@ def hub_env(settings: str = "hub.settings", **extra: str) -> dict:
             "PYTHONPATH": str(REPO),
             "DJANGO_SETTINGS_MODULE": settings,
             "SECRET_KEY": "bench-only-secret-key",
+            "HUB_SECRET_KEYS": BENCH_SECRET_KEYS,
             "DEBUG": "0",
             "DATABASE_URL": f"{PG}/{HUB_DB}",
             "CELERY_BROKER_URL": f"{REDIS}/{HUB_REDIS_DB}",

@@ -140,7 +140,7 @@ RECEIVE_KEYS = [
     ("provider.verify", "receivers/providers/", "verify"),
     ("JSON parse + checks", "receivers/services.py", "load_json"),
     ("provider.parse", "receivers/providers/", "parse"),
-    ("masked_headers", "receivers/services.py", "masked_headers"),
+    ("masked_headers", "receivers/masking.py", "masked_headers"),
     ("INSERT (insert_rows)", "receivers/storage.py", "insert_rows"),
     ("announce_stored", "subscriptions/dispatch.py", "announce_stored"),
     ("all SQL execution (cursor)", "psycopg/cursor.py", "execute"),

@@ -1,6 +1,7 @@
-"""Answer 503, not 500, when the database cannot be reached: senders then retry later."""
+"""Answers before a view runs: 503, not 500, when the database cannot be reached (senders then
+retry later), and 400 for a NUL character in the URL (PostgreSQL cannot even compare one)."""
 
-from django.http import HttpResponse, HttpResponseNotAllowed
+from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 
 from receivers.unavailable import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
 
@@ -52,3 +53,18 @@ class MonitoringEndpoints:
             if response is None:
                 raise
             return response
+
+
+class RefuseNulMiddleware:
+    """No admin filter, search, lookup or API filter ever sees a NUL character."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in value for value in values)
+            for key, values in request.GET.lists()
+        ):
+            return JsonResponse({"error": "NUL characters are not accepted."}, status=400)
+        return self.get_response(request)

@@ -4,11 +4,14 @@ A bad or missing value raises ImproperlyConfigured when Django starts, never at 
 request. `.env.example` lists every variable; the README explains each one.
 """
 
+import base64
+import hashlib
 import ipaddress
 import os
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -67,8 +70,34 @@ def env_networks(name: str) -> tuple:
     return tuple(networks)
 
 
+def env_fernet_keys(name: str, development_key: str | None) -> list[str]:
+    """Comma-separated Fernet keys; unset, a key derived from `development_key` (None: required)."""
+    keys = env_list(name, "")
+    if not keys:
+        if development_key is None:
+            raise ImproperlyConfigured(
+                f"{name} is required when DEBUG is off: one or more Fernet keys, comma-separated "
+                "(generate one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)."
+            )
+        digest = hashlib.sha256(b"hub secrets at rest\0" + development_key.encode()).digest()
+        return [base64.urlsafe_b64encode(digest).decode()]
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} is not a Fernet key (32 url-safe base64 bytes)."
+            ) from None
+    return keys
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
+# Secrets kept at rest (source HMAC keys, signing secrets) are encrypted with these: the first
+# encrypts, every one decrypts (`manage.py reencrypt_secrets` moves all to the first). Without
+# DEBUG they are required; with it (`make run`) one is derived from SECRET_KEY.
+HUB_SECRET_KEYS = env_fernet_keys("HUB_SECRET_KEYS", SECRET_KEY if DEBUG else None)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://localhost,http://127.0.0.1")
 
@@ -101,7 +130,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "hub",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -119,6 +148,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that its 400 still gets the security headers of the ones above.
+    "hub.middleware.RefuseNulMiddleware",
 ]
 
 ROOT_URLCONF = "hub.urls"
@@ -158,6 +189,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 HUB_MAX_BODY_BYTES = env_int("HUB_MAX_BODY_BYTES", 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HUB_MAX_BODY_BYTES
 HUB_RETENTION_DAYS = env_int("HUB_RETENTION_DAYS", 7, minimum=1)
+# The purge keeps the ids of the events it deletes this long (receivers.models.SeenEvent): a
+# captured request replayed later is a duplicate, not a new event.
+HUB_DEDUP_DAYS = env_int("HUB_DEDUP_DAYS", 30, minimum=1)
+if HUB_DEDUP_DAYS < HUB_RETENTION_DAYS:
+    raise ImproperlyConfigured(
+        f"HUB_DEDUP_DAYS ({HUB_DEDUP_DAYS}) must be at least HUB_RETENTION_DAYS "
+        f"({HUB_RETENTION_DAYS}): an id must be remembered as long as its event is kept."
+    )
 HUB_ALLOW_PRIVATE_TARGETS = env_bool("HUB_ALLOW_PRIVATE_TARGETS", False)
 HUB_DISABLE_AFTER_HOURS = env_int("HUB_DISABLE_AFTER_HOURS", 72, minimum=1)
 HUB_SWEEP_SECONDS = env_int("HUB_SWEEP_SECONDS", 5, minimum=1)
@@ -188,20 +227,35 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "hub.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Staff only, and the model permissions the admin asks for (reads need the view one).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAdminUser",
+        "hub.permissions.ModelPermissions",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# API tokens (`manage.py create_api_token`): only their digest is stored; they do not expire,
+# and are sent as `Authorization: Token <token>` as before.
+REST_KNOX = {"TOKEN_TTL": None, "AUTH_HEADER_PREFIX": "Token"}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Hub management API",
     "DESCRIPTION": "Sources, events, subscriptions and deliveries of the webhook hub.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Requests and responses get components of their own: write-only fields (secrets) are in
+    # no response schema.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Events and deliveries both have a `status`: each its own enum in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "EventStatusEnum": "receivers.models.EventStatus",
+        "DeliveryStatusEnum": "subscriptions.models.DeliveryStatus",
+    },
     # Served from the installed sidecar package: the UI works with no internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

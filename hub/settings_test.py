@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
+# Also read by the processes the reliability tests start (they share the test database).
+os.environ.setdefault("HUB_SECRET_KEYS", "r2q0Ppq9XhQTEAYX2HNsITA28eDgWljcMQhdN-ACFuY=")
 os.environ.setdefault("HUB_ALLOW_PRIVATE_TARGETS", "1")
 # Tasks run inline here: a drain waiting for more work would only slow every test down.
 os.environ.setdefault("HUB_DRAIN_IDLE_MS", "0")

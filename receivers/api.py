@@ -1,23 +1,74 @@
 """Management API for sources and the event history (subscriptions/api.py adds replays)."""
 
+from datetime import UTC, timedelta
+
 import django_filters
-from rest_framework import mixins, viewsets
+from django.core.exceptions import ValidationError
+from django_filters.fields import IsoDateTimeField
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
 
 from .models import Event, Source
-from .serializers import EventDetailSerializer, EventListSerializer, SourceSerializer
+from .serializers import (
+    EventDetailSerializer,
+    EventListSerializer,
+    SourceCreatedSerializer,
+    SourceSerializer,
+)
 
 
-class SourceViewSet(viewsets.ModelViewSet):
+class CreatedAnswerMixin:
+    """create() answers with `created_serializer_class`: the one answer that shows a secret
+    (documented as the 201 response with extend_schema_view)."""
+
+    created_serializer_class: type
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)
+        context = self.get_serializer_context()
+        answer = self.created_serializer_class(serializer.instance, context=context)
+        return Response(answer.data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(create=extend_schema(responses={201: SourceCreatedSerializer}))
+class SourceViewSet(CreatedAnswerMixin, viewsets.ModelViewSet):
     queryset = Source.objects.all()
     serializer_class = SourceSerializer
+    created_serializer_class = SourceCreatedSerializer
     lookup_field = "slug"
     filterset_fields = ["provider", "is_active"]
 
 
+# The widest offsets in use (UTC-12 to UTC+14); PostgreSQL refuses some valid ISO 8601 ones.
+MAX_UTC_OFFSET = timedelta(hours=14)
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time with a real-world UTC offset, handed to the database in UTC."""
+
+    def to_python(self, value):
+        result = super().to_python(value)
+        if result is None:
+            return None
+        if abs(result.utcoffset() or timedelta()) > MAX_UTC_OFFSET:
+            raise ValidationError("The UTC offset must be within -14:00 and +14:00.")
+        try:
+            return result.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("The time is outside the years 1 to 9999 in UTC.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class EventFilter(django_filters.FilterSet):
     source = django_filters.CharFilter(field_name="source__slug")
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
     class Meta:
         model = Event

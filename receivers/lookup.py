@@ -9,6 +9,7 @@ change within that many seconds (README, "Configuration").
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 
@@ -16,7 +17,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from .encryption import SecretUnreadable, decrypt
 from .models import Source, SourceSecret
+
+logger = logging.getLogger(__name__)
 
 Found = tuple[Source, list[str]] | None
 # Requests to made-up slugs are cached too (as None); this bounds what they can fill.
@@ -61,7 +65,19 @@ def find_source(slug: str) -> tuple[Source, list[str]] | None:
         return None
     width = len(fields)
     source = Source.from_db(connection.alias, [f.attname for f in fields], rows[0][:width])
-    return source, [row[width] for row in rows if row[width] is not None]
+    return source, readable_secrets(slug, [row[width] for row in rows if row[width] is not None])
+
+
+def readable_secrets(slug: str, stored: list[str]) -> list[str]:
+    """Decrypted once per cache fill, never per request. A secret no key in HUB_SECRET_KEYS
+    decrypts is left out (so refused), and said loudly."""
+    secrets = []
+    for value in stored:
+        try:
+            secrets.append(decrypt(value))
+        except SecretUnreadable:
+            logger.error("source %s: a secret cannot be decrypted with HUB_SECRET_KEYS", slug)
+    return secrets
 
 
 # The join condition on expires_at is SecretQuerySet.active()'s rule, written out in SQL.

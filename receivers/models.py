@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .encryption import EncryptedTextField
 from .providers import PROVIDERS, provider_choices
 
 
@@ -115,10 +116,16 @@ class SecretQuerySet(models.QuerySet):
 
 
 class SourceSecret(models.Model):
-    """One verification secret. Several can be active at once during a rotation."""
+    """One verification secret. Several can be active at once during a rotation.
+
+    `value` is what the provider's verify() needs, encrypted at rest: the key itself, or for a
+    provider that only compares a token the platform sends (Provider.checks_token) the token's
+    digest. Create secrets with secret_fields(), which applies that rule."""
 
     source = models.ForeignKey(Source, related_name="secrets", on_delete=models.CASCADE)
-    value = models.CharField(max_length=500)
+    value = EncryptedTextField()
+    # Enough of the secret to tell two apart, never enough to use one (mask()).
+    masked = models.CharField(max_length=8, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(
         null=True, blank=True, help_text="Set during a rotation: the old secret's grace period."
@@ -135,9 +142,14 @@ class SourceSecret(models.Model):
     def __repr__(self) -> str:
         return f"<SourceSecret {self.pk} {self.masked}>"
 
-    @property
-    def masked(self) -> str:
-        return mask(self.value)
+
+def secret_fields(provider: str, secret: str) -> dict[str, str]:
+    """The fields of a new SourceSecret for a source of `provider` (see SourceSecret)."""
+    found = PROVIDERS.get(provider)
+    return {
+        "value": found.stored_secret(secret) if found else secret,
+        "masked": mask(secret),
+    }
 
 
 def mask(value: str) -> str:
@@ -190,3 +202,26 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id}:{self.type}:{self.external_id}"
+
+
+class SeenEvent(models.Model):
+    """The id of an event the purge deleted, kept for HUB_DEDUP_DAYS (receivers.retention).
+
+    Body-only signatures (gridX, Ideavate, eDRV's body form) sign no time, so a captured
+    request stays valid forever; while its event row exists the unique constraint makes a
+    replay a duplicate, and after the purge this ledger does: a BEFORE INSERT trigger on the
+    event table (migration 0005) skips a row whose id is here, whichever code inserts it, so
+    the receive path pays one index probe in the database and nothing in Python.
+    """
+
+    pk = models.CompositePrimaryKey("source", "external_id")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, db_index=False)
+    external_id = models.CharField(max_length=255)
+    # When the event was received: the ledger row goes HUB_DEDUP_DAYS after that.
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["received_at"], name="seenevent_received_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.external_id}"

@@ -1,4 +1,8 @@
-"""Deleting events older than HUB_RETENTION_DAYS, in small batches that never block receiving."""
+"""Deleting events older than HUB_RETENTION_DAYS, in small batches that never block receiving.
+
+The ids of deleted events move to the replay ledger (SeenEvent) in the same transaction, and
+stay there for HUB_DEDUP_DAYS: a captured request replayed after the purge is a duplicate.
+"""
 
 from collections.abc import Callable
 from datetime import timedelta
@@ -7,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Event
+from .models import Event, SeenEvent
 
 BATCH = 1000
 
@@ -21,16 +25,36 @@ def purge_old_events(
     cutoff = timezone.now() - timedelta(days=days or settings.HUB_RETENTION_DAYS)
     deleted = 0
     while True:
-        ids = list(
+        rows = list(
             Event.objects.filter(received_at__lt=cutoff)
             .order_by("received_at")
-            .values_list("pk", flat=True)[:batch_size]
+            .values_list("pk", "source_id", "external_id", "received_at")[:batch_size]
         )
-        if not ids:
-            return deleted
+        if not rows:
+            break
         # One short transaction per batch: new events are inserted meanwhile, never blocked.
+        # The ids are in the ledger before their rows go, so a replay is a duplicate throughout.
         with transaction.atomic():
-            Event.objects.filter(pk__in=ids).delete()
-        deleted += len(ids)
+            SeenEvent.objects.bulk_create(
+                [SeenEvent(source_id=s, external_id=e, received_at=r) for _, s, e, r in rows],
+                ignore_conflicts=True,
+            )
+            Event.objects.filter(pk__in=[row[0] for row in rows]).delete()
+        deleted += len(rows)
         if progress:
             progress(deleted)
+    forget_old_ids(batch_size)
+    return deleted
+
+
+def forget_old_ids(batch_size: int = BATCH) -> int:
+    """Drop ledger ids older than HUB_DEDUP_DAYS, in batches; returns how many went."""
+    cutoff = timezone.now() - timedelta(days=settings.HUB_DEDUP_DAYS)
+    forgotten = 0
+    while True:
+        batch = SeenEvent.objects.filter(received_at__lt=cutoff).order_by("received_at")
+        keys = list(batch.values_list("source_id", "external_id")[:batch_size])
+        if not keys:
+            return forgotten
+        SeenEvent.objects.filter(pk__in=keys).delete()
+        forgotten += len(keys)

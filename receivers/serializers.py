@@ -4,6 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .masking import shown_headers
 from .models import VERIFICATION_FIELDS, Event, Source
 from .services import readable_payload
 from .sources import create_source, receive_url, replace_secrets
@@ -42,6 +43,13 @@ class SourceSerializer(serializers.ModelSerializer):
         return [secret.masked for secret in source.secrets.active()]
 
     def validate(self, attrs):
+        if self.instance is not None and attrs.get("provider", self.instance.provider) != (
+            self.instance.provider
+        ):
+            # Its secrets are stored for the provider (keys encrypted, tokens as digests).
+            raise serializers.ValidationError(
+                {"provider": "A source's provider cannot change; create a new source."}
+            )
         # The provider judges its options, on the source as it would be saved.
         candidate = copy.copy(self.instance) if self.instance is not None else Source()
         for name, value in attrs.items():
@@ -67,12 +75,15 @@ class SourceSerializer(serializers.ModelSerializer):
             replace_secrets(source, secrets)
         return source
 
-    def to_representation(self, source: Source):
-        data = super().to_representation(source)
-        created = getattr(source, "_created_secrets", None)
-        if created:
-            data["secrets"] = created
-        return data
+
+class SourceCreatedSerializer(SourceSerializer):
+    """The answer to a creation: the one time the secrets are shown."""
+
+    secrets = serializers.SerializerMethodField(help_text="Shown this once.")
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_secrets(self, source: Source) -> list[str]:
+        return getattr(source, "_created_secrets", [])
 
 
 class EventListSerializer(serializers.ModelSerializer):
@@ -85,10 +96,9 @@ class EventListSerializer(serializers.ModelSerializer):
 
 class EventDetailSerializer(EventListSerializer):
     payload = serializers.SerializerMethodField()
-
-    @extend_schema_field(OpenApiTypes.ANY)
-    def get_payload(self, event: Event):
-        return readable_payload(event)
+    headers = serializers.SerializerMethodField(
+        help_text="The request's headers; credentials masked as in the admin."
+    )
 
     class Meta(EventListSerializer.Meta):
         fields = EventListSerializer.Meta.fields + [
@@ -97,3 +107,11 @@ class EventDetailSerializer(EventListSerializer):
             "headers",
             "payload",
         ]
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_payload(self, event: Event):
+        return readable_payload(event)
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+    def get_headers(self, event: Event) -> dict[str, str]:
+        return shown_headers(event)

@@ -21,15 +21,15 @@ from django.utils import timezone
 
 from . import metrics
 from .lookup import cached_source, find_source, forget_sources
+from .masking import masked_headers
 from .models import Event, EventStatus, Source
 from .providers import get_provider
 from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
 from .signals import event_stored
 from .storage import NewEvent, bounded_transaction, insert_events
+from .text import sendable_header_value, storable_text
 
 logger = logging.getLogger(__name__)
-
-ALWAYS_MASKED = ("authorization", "cookie", "proxy-authorization")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class Outcome:
 
 
 NOT_FOUND = Outcome(404, {"error": "unknown source"})
+BAD_TYPE = Outcome(
+    400, {"error": "The event type must be printable Latin-1 text, without control characters."}
+)
 UNAUTHORIZED = Outcome(401, {"error": "verification failed"})
 
 
@@ -85,11 +88,6 @@ def ip_allowed(source: Source, remote_addr: str) -> bool:
             # An unreadable entry matches nothing: the list still restricts (fails closed).
             logger.warning("source %s: unreadable allow list entry %r", source.slug, entry)
     return False
-
-
-def masked_headers(headers: dict[str, str], secret_headers: tuple[str, ...]) -> dict[str, str]:
-    hidden = {name.lower() for name in (*ALWAYS_MASKED, *secret_headers)}
-    return {name: ("****" if name.lower() in hidden else value) for name, value in headers.items()}
 
 
 def receive(slug: str, incoming: Incoming) -> Outcome:
@@ -139,6 +137,9 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
     except BadPayload as exc:
         metrics.rejected(slug, "bad_payload")
         return Outcome(400, {"error": str(exc)})
+    if not sendable_header_value(parsed.type):
+        # Relayed as the x-hub-event-type header, such a type would fail every attempt.
+        return BAD_TYPE
 
     secret_headers = provider.credential_headers(source)
     event = NewEvent(
@@ -277,7 +278,7 @@ def storable(payload: Any) -> bool:
     while pending:
         value = pending.pop()
         if isinstance(value, str):
-            if "\x00" in value or not (value.isascii() or is_utf8(value)):
+            if not storable_text(value):
                 return False
         elif isinstance(value, float):
             if not math.isfinite(value):
@@ -287,14 +288,6 @@ def storable(payload: Any) -> bool:
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
-    return True
-
-
-def is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
     return True
 
 

@@ -10,17 +10,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from .lookup import forget_sources
-from .models import Source, SourceSecret, generate_secret
+from .models import Source, SourceSecret, generate_secret, secret_fields
 from .providers import get_provider
 
 ROTATION_GRACE_HOURS = 72
 
 
 def add_secret(source: Source, value: str | None = None) -> str:
-    """Give a source one more active secret (generated unless given); returns the plaintext."""
+    """Give a source one more active secret (generated unless given); returns the plaintext,
+    which nothing keeps afterwards (see SourceSecret)."""
     if not value:
         value = generate_secret(url_safe=get_provider(source.provider).url_token)
-    return SourceSecret.objects.create(source=source, value=value).value
+    SourceSecret.objects.create(source=source, **secret_fields(source.provider, value))
+    return value
 
 
 @transaction.atomic

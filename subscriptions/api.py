@@ -1,28 +1,46 @@
 """Management API for subscriptions and deliveries, and the replay of an event."""
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.response import Response
 
 from receivers import api as receivers_api
 
-from .models import Delivery, Subscription
-from .serializers import DeliverySerializer, SubscriptionSerializer
+from .models import REPLAY_PERMISSION, Delivery, Subscription
+from .serializers import (
+    DeliverySerializer,
+    SubscriptionCreatedSerializer,
+    SubscriptionSerializer,
+)
 from .services.replay import replay_deliveries, replay_event
+
+
+class CanReplay(BasePermission):
+    """A replay needs `subscriptions.replay_delivery`, whatever is replayed (as in the admin)."""
+
+    def has_permission(self, request, view) -> bool:
+        return request.user.has_perm(REPLAY_PERMISSION)
+
+
+REPLAY_PERMISSIONS = [IsAdminUser, CanReplay]
 
 
 class EventViewSet(receivers_api.EventViewSet):
     """receivers' event history, plus `POST /events/<id>/replay/`."""
 
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=REPLAY_PERMISSIONS)
     def replay(self, request, pk=None):
         count = replay_event(self.get_object())
         return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)
 
 
-class SubscriptionViewSet(viewsets.ModelViewSet):
+@extend_schema_view(create=extend_schema(responses={201: SubscriptionCreatedSerializer}))
+class SubscriptionViewSet(receivers_api.CreatedAnswerMixin, viewsets.ModelViewSet):
     queryset = Subscription.objects.prefetch_related("sources")
     serializer_class = SubscriptionSerializer
+    created_serializer_class = SubscriptionCreatedSerializer
     filterset_fields = ["is_active", "payload_format"]
 
 
@@ -31,7 +49,7 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     serializer_class = DeliverySerializer
     filterset_fields = ["status", "subscription", "event"]
 
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=REPLAY_PERMISSIONS)
     def replay(self, request, pk=None):
         count = replay_deliveries([self.get_object().pk])
         return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)

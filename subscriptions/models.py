@@ -2,16 +2,70 @@
 
 import fnmatch
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from receivers.encryption import EncryptedTextField
 from receivers.models import Event, Source, generate_secret, mask
+from receivers.text import sendable_header_name, sendable_header_value, storable_text
+
+from .targets import validate_target
 
 MAX_TIMEOUT_SECONDS = 60
+# Needed for every replay, in the admin and the API (Delivery.Meta.permissions).
+REPLAY_PERMISSION = "subscriptions.replay_delivery"
 
 # The name the migrations refer to.
 generate_signing_secret = generate_secret
+
+
+# Headers that frame the request: a static value would break it.
+FRAMING_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "te", "expect"}
+
+
+def validate_event_types(value) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and item and storable_text(item) for item in value
+    ):
+        raise ValidationError(
+            "A list of event types or globs is required (text without NUL characters).",
+            code="event_types",
+        )
+
+
+def validate_headers(value) -> None:
+    """Static headers must be sendable as they are: checked here, never at delivery time."""
+    if not isinstance(value, dict):
+        raise ValidationError("Headers must be an object of strings.", code="headers")
+    for name, text in value.items():
+        if not (isinstance(text, str) and sendable_header_name(name)):
+            raise ValidationError(
+                "Header names are HTTP tokens (letters, digits, -) with text values.",
+                code="headers",
+            )
+        if name.lower() in FRAMING_HEADERS:
+            raise ValidationError(f"The {name} header is set by the hub.", code="headers")
+        if not sendable_header_value(text):
+            raise ValidationError(
+                f"The value of {name} must be printable Latin-1 text (no line breaks).",
+                code="headers",
+            )
+
+
+def masked_values(headers: dict) -> dict[str, str]:
+    """Static headers as the admin and the API show them: often a subscriber's credentials,
+    so every value is masked like a secret."""
+    return {name: mask(str(value)) for name, value in headers.items()}
+
+
+def keep_masked_values(new: dict, old: dict) -> dict:
+    """A value sent back as it was shown (masked) keeps the stored one."""
+    return {
+        name: old[name] if name in old and value == mask(str(old[name])) else value
+        for name, value in new.items()
+    }
 
 
 class PayloadFormat(models.TextChoices):
@@ -21,7 +75,10 @@ class PayloadFormat(models.TextChoices):
 
 class Subscription(models.Model):
     name = models.CharField(max_length=100)
-    url = models.URLField(max_length=500, help_text="http or https target.")
+    # The one rule for the admin and the API: no internal targets (HUB_ALLOW_PRIVATE_TARGETS).
+    url = models.URLField(
+        max_length=500, validators=[validate_target], help_text="http or https target."
+    )
     is_active = models.BooleanField(
         default=True, help_text="Off: no new deliveries are created (disabled or stopped)."
     )
@@ -32,6 +89,7 @@ class Subscription(models.Model):
     event_types = models.JSONField(
         default=list,
         blank=True,
+        validators=[validate_event_types],
         help_text='Exact types or globs, e.g. ["appliance/*", "session.*"]; "*" is everything.',
     )
     sources = models.ManyToManyField(
@@ -40,10 +98,13 @@ class Subscription(models.Model):
         related_name="subscriptions",
         help_text="Leave empty to receive from every source.",
     )
-    secret = models.CharField(max_length=200, default=generate_signing_secret)
-    previous_secret = models.CharField(max_length=200, blank=True)
+    # Encrypted at rest (receivers.encryption): the hub signs with them, so it must read them.
+    secret = EncryptedTextField(default=generate_signing_secret)
+    previous_secret = EncryptedTextField(blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
-    headers = models.JSONField(default=dict, blank=True, help_text="Static headers to add.")
+    headers = models.JSONField(
+        default=dict, blank=True, validators=[validate_headers], help_text="Static headers to add."
+    )
     timeout_seconds = models.PositiveIntegerField(
         default=15, validators=[MinValueValidator(1), MaxValueValidator(MAX_TIMEOUT_SECONDS)]
     )

@@ -7,6 +7,7 @@ from datetime import datetime
 from django.conf import settings
 
 from receivers.models import Event
+from receivers.text import header_safe, sendable_header_name
 
 from .models import Delivery, PayloadFormat, Subscription
 from .signing import signature_headers
@@ -44,12 +45,12 @@ def render(event: Event, subscription: Subscription, source_slug: str) -> tuple[
 def build_request(delivery: Delivery, sub: Subscription, now: datetime) -> tuple[bytes, dict]:
     event = delivery.event
     body, content_type = render(event, sub, event.source.slug)
-    headers = {str(k): str(v) for k, v in (sub.headers or {}).items()}
+    headers = static_headers(sub)
     headers.update(
         {
-            "content-type": content_type,
+            "content-type": header_safe(content_type),
             "user-agent": USER_AGENT,
-            "x-hub-event-type": event.type,
+            "x-hub-event-type": header_safe(event.type),
             "x-hub-source": event.source.slug,
         }
     )
@@ -57,3 +58,13 @@ def build_request(delivery: Delivery, sub: Subscription, now: datetime) -> tuple
         signature_headers(sub.signing_secrets(now), delivery.webhook_id, int(now.timestamp()), body)
     )
     return body, headers
+
+
+def static_headers(sub: Subscription) -> dict[str, str]:
+    """The subscription's own headers, never one http.client cannot send (the model refuses
+    them now; rows saved before may still hold one)."""
+    return {
+        str(name): header_safe(str(value))
+        for name, value in (sub.headers or {}).items()
+        if sendable_header_name(str(name))
+    }

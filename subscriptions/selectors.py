@@ -17,7 +17,12 @@ BACKLOG_STATUSES = (*OPEN_STATUSES, DeliveryStatus.SENDING)
 
 
 def active_subscriptions() -> list[tuple[Subscription, set[int]]]:
-    subscriptions = Subscription.objects.filter(is_active=True).prefetch_related("sources")
+    # Fan-out never signs: the signing secrets stay in the database, undecrypted.
+    subscriptions = (
+        Subscription.objects.filter(is_active=True)
+        .defer("secret", "previous_secret")
+        .prefetch_related("sources")
+    )
     return [(sub, {source.pk for source in sub.sources.all()}) for sub in subscriptions]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import http.client
 import select
+import socket
 import ssl
 import threading
 import time
@@ -21,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from .models import MAX_TIMEOUT_SECONDS
+from .targets import TargetRefused, open_connection
 
 EXCERPT_BYTES = 4096
 MAX_RETRY_AFTER = 86400
@@ -59,6 +61,20 @@ def split_target(url: str) -> tuple[str, str, int, str]:
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
+
+
+class CheckedConnection(http.client.HTTPConnection):
+    """Connects to an address the target check approved in the same lookup (DNS rebinding
+    cannot swap it); the Host header, and TLS's server name and certificate check, keep the
+    URL's name."""
+
+    def connect(self) -> None:
+        self.sock = open_connection(self.host, self.port, self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class CheckedHTTPSConnection(http.client.HTTPSConnection, CheckedConnection):
+    """HTTPSConnection.connect wraps the socket CheckedConnection.connect opened."""
 
 
 class Sender:
@@ -120,8 +136,8 @@ class Sender:
     @staticmethod
     def connect(scheme: str, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=timeout, context=tls_context())
-        return http.client.HTTPConnection(host, port, timeout=timeout)
+            return CheckedHTTPSConnection(host, port, timeout=timeout, context=tls_context())
+        return CheckedConnection(host, port, timeout=timeout)
 
     @staticmethod
     def usable(connection: http.client.HTTPConnection) -> bool:
@@ -197,6 +213,8 @@ def post(
         answer = client.post(url, body, headers, timeout)
     except Timeout:
         return Result(None, elapsed_ms(started), "", "timed out")
+    except TargetRefused as exc:
+        return Result(None, elapsed_ms(started), "", f"refused: {exc}"[:500])
     except (http.client.HTTPException, OSError, ValueError) as exc:
         return Result(None, elapsed_ms(started), "", f"{exc.__class__.__name__}: {exc}"[:500])
     error = "redirects are not followed" if 300 <= answer.status < 400 else ""

@@ -1,16 +1,33 @@
+from django.core.validators import slug_re
 from rest_framework import serializers
 
 from receivers.models import Source
 
-from .models import HEALTH_FIELDS, Attempt, Delivery, Subscription
+from .models import (
+    HEALTH_FIELDS,
+    Attempt,
+    Delivery,
+    Subscription,
+    keep_masked_values,
+    masked_values,
+)
 from .signing import SECRET_PREFIX, secret_bytes
 
 
+class SourceSlugField(serializers.SlugRelatedField):
+    """A source by its slug; what cannot be a slug is refused before it reaches the database."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not slug_re.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SubscriptionSerializer(serializers.ModelSerializer):
-    sources = serializers.SlugRelatedField(
+    sources = SourceSlugField(
         slug_field="slug", queryset=Source.objects.all(), many=True, required=False
     )
-    # Shown once: in the answer to the request that created (or set) it.
+    # Write-only: shown once, in the answer to the request that created the subscription.
     secret = serializers.CharField(write_only=True, required=False, max_length=200)
     masked_secret = serializers.CharField(read_only=True)
 
@@ -33,43 +50,37 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             *HEALTH_FIELDS,
         ]
         read_only_fields = ["created_at", *HEALTH_FIELDS]
-
-    def validate_url(self, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise serializers.ValidationError("Only http and https targets are supported.")
-        return value
-
-    def validate_event_types(self, value):
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise serializers.ValidationError("A list of event types or globs is required.")
-        return value
-
-    def validate_headers(self, value):
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise serializers.ValidationError("Headers must be an object of strings.")
-        return value
+        extra_kwargs = {
+            "headers": {
+                "help_text": "Static headers to add. Values are write-only: answers show them "
+                "masked, and a masked value sent back keeps the stored one."
+            }
+        }
 
     def validate_secret(self, value: str) -> str:
         if not value.startswith(SECRET_PREFIX) or secret_bytes(value) == value.encode():
             raise serializers.ValidationError("A signing secret looks like whsec_<base64>.")
         return value
 
-    def create(self, validated_data):
-        subscription = super().create(validated_data)
-        subscription._show_secret = True
-        return subscription
-
-    def update(self, instance, validated_data):
-        subscription = super().update(instance, validated_data)
-        subscription._show_secret = "secret" in validated_data
-        return subscription
+    def validate(self, attrs):
+        if self.instance is not None and "headers" in attrs:
+            attrs["headers"] = keep_masked_values(attrs["headers"], self.instance.headers)
+        return attrs
 
     def to_representation(self, subscription: Subscription):
         data = super().to_representation(subscription)
-        if getattr(subscription, "_show_secret", False):
-            data["secret"] = subscription.secret
+        data["headers"] = masked_values(subscription.headers or {})
+        return data
+
+
+class SubscriptionCreatedSerializer(SubscriptionSerializer):
+    """The answer to a creation: the one time the signing secret is shown."""
+
+    secret = serializers.CharField(read_only=True, help_text="Shown this once.")
+
+    def to_representation(self, subscription: Subscription):
+        data = super().to_representation(subscription)
+        data["secret"] = subscription.secret
         return data
 
 

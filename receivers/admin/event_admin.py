@@ -12,13 +12,9 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
+from ..masking import shown_headers
 from ..models import Event
-from ..providers import PROVIDERS
-from ..services import masked_headers
 from .lists import HistoryAdminMixin, ScaledListMixin, distinct_values
-
-# Header names that can carry a credential; masked again on display whatever was stored.
-SENSITIVE_HEADER_WORDS = ("authorization", "cookie", "signature", "secret", "token", "key")
 
 
 class EventTypeFilter(admin.SimpleListFilter):
@@ -106,7 +102,7 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
 
     @admin.display(description="headers")
     def header_table(self, event: Event) -> str:
-        rows = sorted(display_headers(event).items())
+        rows = sorted(shown_headers(event).items())
         if not rows:
             return "none"
         body = format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows)
@@ -122,12 +118,3 @@ def pretty_body(event: Event) -> str:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         # Not JSON, or (stored before bodies were capped) nested too deep to indent here.
         return raw.decode("utf-8", "replace")
-
-
-def display_headers(event: Event) -> dict[str, str]:
-    provider = PROVIDERS.get(event.source.provider)
-    named = provider.credential_headers(event.source) if provider else ()
-    looks_secret = tuple(
-        name for name in event.headers if any(w in name.lower() for w in SENSITIVE_HEADER_WORDS)
-    )
-    return masked_headers(event.headers, tuple(n for n in named if n) + looks_secret)

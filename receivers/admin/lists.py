@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections, router
+from django.http import Http404, HttpRequest
 from django.utils.functional import cached_property
 
 
@@ -23,6 +24,14 @@ class HistoryAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def object_or_404(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str):
+    """The admin's own lookup, which takes a malformed id for a missing object: 404, not 500."""
+    found = model_admin.get_object(request, object_id)
+    if found is None:
+        raise Http404(f"No {model_admin.opts.verbose_name} with this id.")
+    return found
 
 
 def planner_estimate(queryset) -> int | None:

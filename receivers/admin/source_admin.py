@@ -6,8 +6,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -17,6 +17,7 @@ from django.utils.safestring import mark_safe
 from .. import sources
 from ..models import VERIFICATION_FIELDS, Source, SourceSecret, mask
 from ..providers import PROVIDERS
+from .lists import object_or_404
 
 
 class SourceAddForm(forms.ModelForm):
@@ -62,6 +63,9 @@ class SecretInline(admin.TabularInline):
     fields = ["masked", "created_at", "expires_at", "state"]
     readonly_fields = fields
     verbose_name_plural = "secrets (values are never shown again after creation)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("value")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -118,7 +122,9 @@ class SourceAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("secrets")
+        # Secret values are never shown: they stay in the database, undecrypted.
+        secrets = Prefetch("secrets", queryset=SourceSecret.objects.defer("value"))
+        return super().get_queryset(request).prefetch_related(secrets)
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -133,6 +139,11 @@ class SourceAdmin(admin.ModelAdmin):
             self.verification_fieldset,
             *provider_fieldsets(),
         ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Its secrets are stored for the provider (keys encrypted, tokens as digests).
+        fixed = ["provider"] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -223,7 +234,7 @@ class SourceAdmin(admin.ModelAdmin):
         ]
 
     def rotate_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        source = get_object_or_404(Source, pk=object_id)
+        source = object_or_404(self, request, object_id)
         if not self.has_change_permission(request, source):
             raise PermissionDenied
         form = RotateSecretForm(request.POST or None)

@@ -100,10 +100,18 @@ class Provider:
     signs_timestamp: bool = False
     # The source's fields this provider reads besides its secrets (the admin groups them).
     options: tuple[str, ...] = ()
+    # The platform sends the secret itself (an API key, a URL token), so an equality check is all
+    # verify() needs: the hub keeps only the secret's digest, and verify() gets digests.
+    checks_token: bool = False
     # Headers whose values could authenticate a request: stored masked.
     secret_headers: tuple[str, ...] = ()
     # The answer to a stored event is an empty 200 (eDRV asks for it), not a small JSON body.
     empty_success_body: bool = False
+
+    def stored_secret(self, secret: str) -> str:
+        """What the hub keeps of a secret and later hands verify(): the secret itself (kept
+        encrypted), or its digest when an equality check is all verify() needs."""
+        return token_digest(secret) if self.checks_token else secret
 
     def credential_headers(self, source: SourceOptions) -> tuple[str, ...]:
         """The headers of a request to this source that could authenticate it."""
@@ -120,7 +128,8 @@ class Provider:
         source: SourceOptions,
         now: datetime | None = None,
     ) -> None:
-        """Raise VerificationFailed unless the request is authentic under ANY of `secrets`.
+        """Raise VerificationFailed unless the request is authentic under ANY of `secrets`
+        (the keys, or for a provider that `checks_token`, the token_digest of each token).
 
         `now` is for providers that sign a timestamp (None: the current time), so tests and
         tools can check a recorded request without patching the clock.
@@ -148,9 +157,16 @@ def matches_any(candidates: Iterable[bytes], expected: Iterable[bytes]) -> bool:
     return found
 
 
-def secrets_match(given: str, secrets: Iterable[str]) -> bool:
-    """Constant time: a credential sent as-is (token, API key) against every active secret."""
-    return matches_any([given.encode()], [secret.encode() for secret in secrets])
+def token_digest(token: str) -> str:
+    """What the hub keeps of a credential that a platform sends as it is (Provider.checks_token):
+    its SHA-256, in hex. Never the credential itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(given: str, digests: Iterable[str]) -> bool:
+    """Constant time: the digest of a credential sent as-is (token, API key) against the digests
+    of every active secret."""
+    return matches_any([token_digest(given).encode()], [digest.encode() for digest in digests])
 
 
 # A Unix time above this is in milliseconds (1e11 seconds is the year 5138).

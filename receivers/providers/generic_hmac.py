@@ -72,6 +72,11 @@ class GenericHmac(Provider):
         errors = {}
         if not source.hmac_header:
             errors["hmac_header"] = "The hmac provider needs a header."
+        if not signs_the_body(source.hmac_template):
+            errors["hmac_template"] = (
+                "The template must sign the body: include {body}, or one captured signature "
+                "would authenticate any body."
+            )
         timestamp_error = unsigned_timestamp_error(
             source.hmac_template, source.hmac_timestamp_header
         )
@@ -84,6 +89,8 @@ class GenericHmac(Provider):
     ) -> None:
         if not source.hmac_header or source.hmac_algorithm not in ALGORITHMS:
             raise VerificationFailed("the source's HMAC header or algorithm is not configured")
+        if not signs_the_body(source.hmac_template):
+            raise VerificationFailed("the source's template does not sign the body")
         header = incoming.headers.get(source.hmac_header)
         if not header:
             raise VerificationFailed(f"missing {source.hmac_header} header")
@@ -175,6 +182,10 @@ def header_bytes(value: str) -> bytes:
         return value.encode("latin-1")
     except UnicodeEncodeError:
         return value.encode()
+
+
+def signs_the_body(template: str) -> bool:
+    return any(match.group(1) is None for match in PLACEHOLDER.finditer(template))
 
 
 def template_headers(source: HmacOptions) -> list[str]:

@@ -56,11 +56,7 @@ class GridX(Provider):
         event_id = string_field(body, "id")
         if event_id is None:
             raise BadPayload('gridX events need an "id".')
-        # The sample receivers listen on /gridx/events/<type>: the path may carry the type.
-        path_type = incoming.path_suffix.strip("/")
-        if path_type.startswith("events/"):
-            path_type = path_type.removeprefix("events/")
-        event_type = string_field(body, "type") or path_type
+        event_type = string_field(body, "type") or type_from_path(incoming.path_suffix)
         if not event_type:
             raise BadPayload('gridX events need a "type" (in the body or the URL path).')
         return ParsedEvent(
@@ -73,3 +69,12 @@ class GridX(Provider):
     def sign(self, body: bytes, secret: str, source, now: datetime) -> SignedRequest:
         digest = hmac_digest(secret.encode(), body, "sha512").hex()
         return SignedRequest(headers={HEADER: f"sha512={digest}"})
+
+
+def type_from_path(path_suffix: str) -> str:
+    """The sample receivers listen on /gridx/events/<type>, mounted anywhere: the type is what
+    follows the first `events` segment (the whole path when there is none)."""
+    segments = path_suffix.strip("/").split("/")
+    if "events" in segments:
+        segments = segments[segments.index("events") + 1 :]
+    return "/".join(segments)

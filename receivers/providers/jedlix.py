@@ -17,8 +17,8 @@ from .base import (
     VerificationFailed,
     parse_time,
     require_object,
-    secrets_match,
     string_field,
+    token_matches,
 )
 
 HEADER = "Authorization"
@@ -30,6 +30,7 @@ class Jedlix(Provider):
     label = "Jedlix"
     # The API key authenticates the sender; nothing covers the body.
     signs_body = False
+    checks_token = True
     secret_headers = (HEADER,)
 
     def verify(
@@ -38,7 +39,7 @@ class Jedlix(Provider):
         scheme, _, api_key = (incoming.headers.get(HEADER) or "").strip().partition(" ")
         if scheme.lower() != SCHEME or not api_key.strip():
             raise VerificationFailed(f"no Basic api key in {HEADER}")
-        if not secrets_match(api_key.strip(), secrets):
+        if not token_matches(api_key.strip(), secrets):
             raise VerificationFailed("the api key matches no active secret")
 
     def parse(self, payload: Any, incoming: Incoming) -> ParsedEvent:

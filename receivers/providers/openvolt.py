@@ -16,7 +16,7 @@ from .base import (
     VerificationFailed,
     basic_credentials,
     read_envelope,
-    secrets_match,
+    token_matches,
 )
 
 TOKEN_PARAM = "token"
@@ -29,6 +29,7 @@ class Openvolt(Provider):
     # Nothing is signed: a token of ours in the URL (or a Basic password) is checked.
     signs_body = False
     url_token = True
+    checks_token = True
     secret_headers = (HEADER,)
 
     def verify(
@@ -44,7 +45,7 @@ class Openvolt(Provider):
         if not given:
             raise VerificationFailed(f"no ?{TOKEN_PARAM}= and no Basic credentials")
         # Every credential is compared, so the time taken does not tell which one matched.
-        results = [secrets_match(value, secrets) for value in given]
+        results = [token_matches(value, secrets) for value in given]
         if not any(results):
             raise VerificationFailed("no credential matches an active secret")
 

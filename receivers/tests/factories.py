@@ -7,7 +7,14 @@ import json
 import factory
 from django.utils import timezone
 
-from receivers.models import Event, EventStatus, Source, SourceSecret, generate_secret
+from receivers.models import (
+    Event,
+    EventStatus,
+    Source,
+    SourceSecret,
+    generate_secret,
+    secret_fields,
+)
 from receivers.providers import get_provider
 
 # Options that make a provider's source work, for providers that read options of their own.
@@ -32,11 +39,22 @@ class SourceFactory(factory.django.DjangoModelFactory):
 
 
 class SecretFactory(factory.django.DjangoModelFactory):
+    """`value` is the secret as the platform knows it; the row keeps what the provider needs
+    (secret_fields), and the returned instance carries the secret itself as `plaintext`."""
+
     class Meta:
         model = SourceSecret
 
     source = factory.SubFactory(SourceFactory)
     value = factory.Sequence(lambda n: f"whsec_test-secret-number-{n:04d}")
+
+    @classmethod
+    def _create(cls, model_class, source, value, **kwargs):
+        secret = model_class.objects.create(
+            source=source, **secret_fields(source.provider, value), **kwargs
+        )
+        secret.plaintext = value
+        return secret
 
 
 def make_source(provider: str = "gridx", secrets: int = 1, **fields) -> tuple[Source, list[str]]:

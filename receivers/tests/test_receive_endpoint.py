@@ -211,7 +211,7 @@ def test_source_without_an_active_secret_is_never_open(client, provider):
     assert post(client, source, body).status_code == 401
     assert post(client, source, body, sign(source, body, new_secret(provider))).status_code == 401
     expired = SecretFactory(source=source, expires_at=timezone.now())
-    assert post(client, source, body, sign(source, body, expired.value)).status_code == 401
+    assert post(client, source, body, sign(source, body, expired.plaintext)).status_code == 401
     assert not Event.objects.exists()
 
 

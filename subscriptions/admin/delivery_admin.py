@@ -5,12 +5,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from receivers.admin.lists import HistoryAdminMixin, ScaledListMixin
+from receivers.admin.lists import HistoryAdminMixin, ScaledListMixin, object_or_404
 
 from ..models import Attempt, Delivery
 from .replays import ReplayPermissionMixin, can_replay, queue_and_report
@@ -134,7 +133,7 @@ class DeliveryAdmin(ReplayPermissionMixin, HistoryAdminMixin, ScaledListMixin, a
     def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not can_replay(request):
             raise PermissionDenied
-        delivery = get_object_or_404(Delivery, pk=object_id)
+        delivery = object_or_404(self, request, object_id)
         queue_and_report(request, self, [delivery.pk])
         return HttpResponseRedirect(
             reverse("admin:subscriptions_delivery_change", args=[delivery.pk])

@@ -7,11 +7,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from receivers.admin import event_admin as receivers_event_admin
+from receivers.admin.lists import object_or_404
 from receivers.models import Event
 
 from .. import selectors
@@ -58,7 +58,7 @@ class EventAdmin(ReplayPermissionMixin, receivers_event_admin.EventAdmin):
     def replay_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not can_replay(request):
             raise PermissionDenied
-        event = get_object_or_404(Event, pk=object_id)
+        event = object_or_404(self, request, object_id)
         count = queue_and_report(request, self, failed_delivery_ids(event=event), failed=True)
         self.log_change(request, event, f"Replayed {deliveries_text(count, failed=True)}.")
         return HttpResponseRedirect(reverse("admin:receivers_event_change", args=[event.pk]))

@@ -6,10 +6,9 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.http import HttpRequest
 
-from ..models import Delivery
+from ..models import REPLAY_PERMISSION, Delivery
 from ..services import replay
 
-REPLAY_PERMISSION = "subscriptions.replay_delivery"
 LOG_CHUNK = 1000
 
 

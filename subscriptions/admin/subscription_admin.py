@@ -7,21 +7,20 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from receivers.admin.lists import object_or_404
 from receivers.models import mask
 
 from .. import selectors
-from ..models import HEALTH_FIELDS, Subscription
+from ..models import HEALTH_FIELDS, Subscription, keep_masked_values, masked_values
 from ..selectors import failed_delivery_ids
 from ..sender import Result
 from ..services import controls
-from ..targets import TargetRefused, check_target
 from .replays import ReplayPermissionMixin, can_replay, deliveries_text, queue_and_report
 
 EXCERPT_SHOWN = 300
@@ -43,19 +42,22 @@ EDITABLE_FIELDS = (
 
 
 class SubscriptionForm(forms.ModelForm):
+    """Static header values are shown masked; a masked value saved as it is keeps the stored one."""
+
     class Meta:
         model = Subscription
         fields = list(EDITABLE_FIELDS)
 
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"]
-        if "url" not in self.changed_data:
-            return url
-        try:
-            check_target(url)
-        except TargetRefused as exc:
-            raise forms.ValidationError(str(exc))
-        return url
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["headers"] = masked_values(self.instance.headers or {})
+
+    def clean_headers(self):
+        headers = self.cleaned_data["headers"]
+        if self.instance.pk and isinstance(headers, dict):
+            return keep_masked_values(headers, self.instance.headers or {})
+        return headers
 
 
 @admin.register(Subscription)
@@ -253,7 +255,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         ]
 
     def operation_view(self, request: HttpRequest, object_id: str, operation: str) -> HttpResponse:
-        sub = get_object_or_404(Subscription, pk=object_id)
+        sub = object_or_404(self, request, object_id)
         queryset = Subscription.objects.filter(pk=sub.pk)
         operations_by_name = {
             "pause": lambda: self.do_pause(request, queryset),

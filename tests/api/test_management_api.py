@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from receivers.models import Source
+from receivers.providers.base import token_digest
 from receivers.tests.factories import EventFactory
 from subscriptions.models import Delivery, DeliveryStatus, Subscription
 from subscriptions.tests.factories import SubscriptionFactory
@@ -37,7 +38,7 @@ def test_create_source_generates_a_secret_when_none_is_given(api):
     answer = api.post("/api/v1/sources/", {"slug": "jedlix", "provider": "jedlix"}, format="json")
     assert answer.status_code == 201
     (secret,) = answer.json()["secrets"]
-    assert Source.objects.get(slug="jedlix").secrets.get().value == secret
+    assert Source.objects.get(slug="jedlix").secrets.get().value == token_digest(secret)
 
 
 def test_patch_and_delete_source(api):
