@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 from django.utils import timezone
-from receivers.group_commit import insert_events
 
 from receivers.models import Event, SeenEvent
 from receivers.retention import purge_old_events
+from receivers.storage import insert_events
 from receivers.tests.factories import EventFactory, make_source
 from receivers.tests.webhooks import fixture_of, gridx_body, post, sign
 from subscriptions.models import Delivery
