@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -72,7 +73,12 @@ class Stack:
         self.port = free_port()
         # What an operator puts in .env; everything else takes the file's defaults.
         spec = compose.load(
-            {"SECRET_KEY": secrets.token_urlsafe(40), "HUB_ALLOW_PRIVATE_TARGETS": "1"}
+            {
+                "SECRET_KEY": secrets.token_urlsafe(40),
+                # The test's own keys: this process creates the secrets the web process reads.
+                "HUB_SECRET_KEYS": ",".join(settings.HUB_SECRET_KEYS),
+                "HUB_ALLOW_PRIVATE_TARGETS": "1",
+            }
         )
         self.services = spec["services"]
         base = {

@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 # Examples per family: about 500 requests in all, a few seconds once the server is up.
 EXAMPLES = 60
 MAX_BODY = 65536
+# How long a whole request may take to be answered before our side is closed.
+WHOLE_SECONDS = 2
 ANSWER_SECONDS = 10
 
 
@@ -81,28 +83,42 @@ def report(request):
 
 
 def exchange(port: int, raw: bytes) -> Result:
-    """Send the bytes, close our side, and read the status line of the answer (if any)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_SECONDS) as sock:
-        try:
-            sock.sendall(raw)
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the server refused more bytes and closed: it answered or hung up
+    """Send the bytes and read the status line of the answer (if any). A request that is not
+    answered within WHOLE_SECONDS may be incomplete: our side is then closed, which tells the
+    server nothing more is coming (some servers drop a request whose client closed first)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WHOLE_SECONDS) as sock:
         received = b""
         try:
-            while b"\r\n" not in received:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                received += chunk
+            sock.sendall(raw)
+        except OSError:
+            pass  # the server refused more bytes and closed: it answered or hung up
+        try:
+            received = read_status_line(sock)
         except TimeoutError:
-            return Result(None, stalled=True)
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(ANSWER_SECONDS)
+                received = read_status_line(sock)
+            except TimeoutError:
+                return Result(None, stalled=True)
+            except OSError:
+                pass
         except ConnectionResetError:
             pass
     parts = received.split(b" ", 2)
     if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
         return Result(int(parts[1]))
     return Result(None)
+
+
+def read_status_line(sock: socket.socket) -> bytes:
+    received = b""
+    while b"\r\n" not in received:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    return received
 
 
 # What platforms send, and what an attacker sends ----------------------------------------------
