@@ -26,6 +26,14 @@ def start_heartbeat(**_kwargs) -> None:
     start_worker_heartbeat()
 
 
+@signals.worker_ready.connect
+def start_sweeper(**_kwargs) -> None:
+    """Every worker process sweeps by itself: recovery does not depend on beat."""
+    from subscriptions.services.sweep import start_sweeper as start
+
+    start()
+
+
 @signals.task_prerun.connect
 @signals.task_postrun.connect
 def drop_broken_connections(sender=None, **_kwargs) -> None:
