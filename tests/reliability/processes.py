@@ -1,12 +1,16 @@
-"""Real hub processes for the reliability tests: a private Redis, gunicorn and Celery."""
+"""Real hub processes for the reliability tests: a private Redis, a private PostgreSQL
+cluster, gunicorn and Celery."""
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,6 +79,98 @@ class Redis:
             self.process.wait(10)
 
 
+def postgres_bin(name: str) -> str | None:
+    """A PostgreSQL server program (initdb, pg_ctl): on the PATH, else where Debian keeps it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(versions[-1]) if versions else None
+
+
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (command) state ppid ...": the command may hold spaces and parentheses.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            children.append(int(entry.name))
+    return children
+
+
+class Postgres:
+    """A private PostgreSQL cluster (initdb as the `postgres` OS user into a temporary folder,
+    pg_ctl on a free port), so a test may restart or freeze it without touching the shared
+    server."""
+
+    def __init__(self, logs: Path):
+        self.port = free_port()
+        self.logs = logs
+        self.home = Path(tempfile.mkdtemp(prefix="hub-pg-"))
+        self.data = self.home / "data"
+        # initdb refuses to run as root: then it runs as the postgres user, who owns the folder.
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.home, owner.pw_uid, owner.pw_gid)
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/hub"
+
+    def pg(self, program: str, *args: str) -> None:
+        binary = postgres_bin(program)
+        assert binary, f"{program} is not installed"
+        subprocess.run([*self.run_as, binary, *args], check=True, capture_output=True)
+
+    def create(self) -> None:
+        """initdb, start, and an empty `hub` database."""
+        self.pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        self.start()
+        self.pg("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "hub")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.home}"
+        log = str(self.home / "postgres.log")
+        self.pg("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self.pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def processes(self) -> list[int]:
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        return [postmaster, *child_pids(postmaster)]
+
+    def freeze(self) -> None:
+        """Hang the server: the postmaster first (it forks no more backends), then the rest."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in reversed(self.processes()):
+            os.kill(pid, signal.SIGCONT)
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.thaw()
+            self.stop("immediate")
+        log = self.home / "postgres.log"
+        if log.exists():
+            shutil.copy(log, self.logs / f"postgres-{self.port}.log")
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
 class HubProcesses:
     def __init__(self, redis: Redis, logs: Path, extra_env: dict[str, str] | None = None):
         self.redis = redis
@@ -98,11 +194,13 @@ class HubProcesses:
             **(extra_env or {}),
         }
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         process = subprocess.Popen(
             args,
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=open(self.logs / f"{name}.log", "ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -132,10 +230,17 @@ class HubProcesses:
         )
         wait_port(self.web_port)
 
-    def start_worker(self, beat: bool = True) -> subprocess.Popen:
-        """A Celery worker, with beat inside it unless `beat` is False (see start_beat)."""
+    def start_worker(
+        self,
+        beat: bool = True,
+        concurrency: int = 4,
+        name: str = "worker",
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
+        """A Celery worker, with beat inside it unless `beat` is False (see start_beat); its
+        output goes to `<name>.log`, and `env` adds to its environment."""
         self.worker = self.spawn(
-            "worker",
+            name,
             [
                 str(BIN / "celery"),
                 "-A",
@@ -143,14 +248,25 @@ class HubProcesses:
                 "worker",
                 *(["--beat"] if beat else []),
                 "--concurrency",
-                "4",
+                str(concurrency),
                 "--loglevel",
                 "INFO",
                 "--schedule",
-                str(self.logs / "beat-schedule"),
+                str(self.logs / f"{name}-beat-schedule"),
             ],
+            env,
         )
         return self.worker
+
+    def wait_ready(self, name: str = "worker", timeout: float = 60) -> None:
+        """Until the worker logging to `<name>.log` says it is ready to take tasks."""
+        log = self.logs / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if log.exists() and " ready." in log.read_text():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{name} was not ready after {timeout}s")
 
     def start_beat(self) -> subprocess.Popen:
         """beat as a process of its own, as docker-compose.yml runs it."""
@@ -170,8 +286,12 @@ class HubProcesses:
 
     def kill_worker(self) -> None:
         assert self.worker is not None
-        os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(10)
+        self.kill(self.worker)
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL, as the kernel's OOM killer or a lost machine would."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
     @property
     def receive_url(self) -> str:
