@@ -79,14 +79,17 @@ def renew_lease(sub: Subscription, now: datetime) -> None:
         sub.lease_until = lease
 
 
-RELEASE_TRIES = 3
+# A failed release is tried again after this long, twice as long each time up to the most.
 RELEASE_RETRY_SECONDS = 0.5
+RELEASE_RETRY_MOST_SECONDS = 2.0
 
 
 def release_subscription(sub: Subscription) -> None:
-    """Give the subscription back (only the lease this drainer holds), retried on a new
-    connection: a lease left standing would block the subscription until it ends."""
-    for attempt in range(1, RELEASE_TRIES + 1):
+    """Give the subscription back (only the lease this drainer holds). A failed release is
+    retried on a new connection until it succeeds or the lease has ended by itself: a lease
+    left standing would block the subscription after the database is back."""
+    wait = RELEASE_RETRY_SECONDS
+    while True:
         try:
             Subscription.objects.filter(pk=sub.pk, lease_until=sub.lease_until).update(
                 lease_until=None
@@ -94,7 +97,10 @@ def release_subscription(sub: Subscription) -> None:
             return
         except DatabaseError as exc:
             drop_broken_connections()
-            if attempt == RELEASE_TRIES:
+            if (
+                sub.lease_until is None
+                or timezone.now() + timedelta(seconds=wait) >= sub.lease_until
+            ):
                 logger.warning(
                     "could not release subscription %s, its lease ends by itself: %s",
                     sub.pk,
@@ -102,7 +108,8 @@ def release_subscription(sub: Subscription) -> None:
                     extra={"subscription": sub.pk},
                 )
                 return
-            time.sleep(RELEASE_RETRY_SECONDS * attempt)
+        time.sleep(wait)
+        wait = min(2 * wait, RELEASE_RETRY_MOST_SECONDS)
 
 
 def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Delivery]:

@@ -1,8 +1,9 @@
 """Leases and connections of the worker: a subscription is held for its own timeout plus the
 margin, renewed while it is drained and given back even after a database error; the sweep
-runs one at a time and without beat; a connection that failed is dropped around each task.
+runs one at a time and without beat; a connection that failed is dropped around each task; a
+lost broker is tried again every few seconds.
 
-(The same with real processes: tests/reliability/test_worker_faults.py.)
+In-process; the same with real processes: test_worker_faults.py.
 """
 
 from __future__ import annotations
@@ -14,18 +15,23 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+from celery.worker.consumer import Consumer as CeleryConsumer
 from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from kombu import Connection
 
 from hub import celery as hub_celery
+from hub.consumer import Consumer
 from receivers.models import Event, EventStatus
 from receivers.tests.factories import EventFactory
 from subscriptions.models import Subscription
 from subscriptions.services import drain, sweep
 from subscriptions.tests.factories import SubscriptionFactory
+
+from .processes import free_port
 
 
 def updates_of_subscriptions(queries) -> list[str]:
@@ -94,30 +100,33 @@ def test_a_failed_release_is_retried(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_a_release_that_keeps_failing_is_logged_and_the_lease_ends_by_itself(monkeypatch, caplog):
+def test_a_release_is_retried_until_the_lease_has_ended_by_itself(monkeypatch, caplog):
     sub = SubscriptionFactory()
     claimed = drain.claim_subscription(sub.pk, timezone.now())
-    monkeypatch.setattr(drain, "RELEASE_RETRY_SECONDS", 0)
+    lease = timezone.now() + timedelta(seconds=0.3)
+    Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+    claimed.lease_until = lease
+    monkeypatch.setattr(drain, "RELEASE_RETRY_SECONDS", 0.02)
+    monkeypatch.setattr(drain, "RELEASE_RETRY_MOST_SECONDS", 0.05)
     tries = []
 
     def update_failing(queryset, **values):
-        tries.append(values)
+        tries.append(timezone.now())
         raise DatabaseError("the connection is closed")
 
     monkeypatch.setattr(QuerySet, "update", update_failing)
     with caplog.at_level(logging.WARNING, logger="subscriptions.services.drain"):
         drain.release_subscription(claimed)
-    assert len(tries) == drain.RELEASE_TRIES
+    assert len(tries) > 2
+    assert tries[-1] + timedelta(seconds=0.05) >= lease
     assert "its lease ends by itself" in caplog.text
-    monkeypatch.undo()
-    assert Subscription.objects.get(pk=sub.pk).lease_until == claimed.lease_until
 
 
 # The sweep: one at a time, and in every worker --------------------------------------------
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_only_one_sweep_runs_at_a_time_across_processes():
     settings_dict = connection.settings_dict
     other = psycopg.connect(
@@ -208,3 +217,27 @@ def test_a_connection_that_failed_outside_a_transaction_is_dropped_around_each_t
     assert connection.connection is None
     monkeypatch.undo()
     assert Subscription.objects.count() == 0  # the next query opens a new connection
+
+
+class Enough(Exception):
+    pass
+
+
+def test_a_worker_tries_a_lost_broker_again_at_least_every_five_seconds(monkeypatch):
+    assert hub_celery.app.conf.worker_consumer == "hub.consumer:Consumer"
+    assert hub_celery.app.conf.broker_connection_max_retries is None  # for as long as it takes
+    # Celery's part of ensure_connected (logging, its retry settings) is not under test here.
+    monkeypatch.setattr(CeleryConsumer, "ensure_connected", lambda self, conn: conn)
+    monkeypatch.setattr("kombu.utils.functional.sleep", lambda seconds: None)
+    broker = Connection(f"redis://127.0.0.1:{free_port()}/0")
+    Consumer.ensure_connected(object.__new__(Consumer), broker)
+    waits = []
+
+    def note_wait(exc, interval):
+        waits.append(interval)
+        if len(waits) == 8:
+            raise Enough
+
+    with pytest.raises(Enough):
+        broker.ensure_connection(note_wait, None)
+    assert waits == [1, 2, 3, 4, 5, 5, 5, 5]
