@@ -35,7 +35,8 @@ from conftest import missing
 from .faults import LEASE_MARGIN, SUBSCRIPTION_TIMEOUT, Stack, Subscriber
 from .processes import postgres_bin
 
-pytestmark = pytest.mark.faults
+# About two minutes when all is well; a failing fault waits out its bounds before the table.
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
 # Healthy traffic before each fault, and after delivery has resumed.
 STEADY_SECONDS = 3
