@@ -157,7 +157,7 @@ def test_a_drain_writes_its_batch_when_its_session_dies_while_it_sends(hub):
 # 14: a killed drainer blocks its subscription for its own timeout plus the margin ------------
 
 # Long enough for the successor to start while the first request still hangs.
-TIMEOUT = 8
+TIMEOUT = 12
 # A production-like margin: larger than the few seconds a drainer renews ahead of a request.
 LEASE_MARGIN = {"HUB_LEASE_MARGIN_SECONDS": "8"}
 # After the leases end: one sweep period to find them, and a drain to start and send.
