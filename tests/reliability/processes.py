@@ -88,22 +88,6 @@ def postgres_bin(name: str) -> str | None:
     return str(versions[-1]) if versions else None
 
 
-def child_pids(parent: int) -> list[int]:
-    """The processes whose parent is `parent` (Linux /proc)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (command) state ppid ...": the command may hold spaces and parentheses.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            children.append(int(entry.name))
-    return children
-
-
 class Postgres:
     """A private PostgreSQL cluster (initdb as the `postgres` OS user into a temporary folder,
     pg_ctl on a free port), so a test may restart or freeze it without touching the shared
@@ -149,8 +133,12 @@ class Postgres:
         self.start()
 
     def processes(self) -> list[int]:
+        """The postmaster, then its children (the backends and the server's own processes)."""
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        return [postmaster, *child_pids(postmaster)]
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True
+        ).stdout.split()
+        return [postmaster, *map(int, children)]
 
     def freeze(self) -> None:
         """Hang the server: the postmaster first (it forks no more backends), then the rest."""

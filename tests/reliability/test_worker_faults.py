@@ -7,18 +7,15 @@ margin 2 s). Terminating sessions touches only the worker's own: they carry an a
 name of their own (PGAPPNAME).
 """
 
-import shutil
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 from django.utils import timezone
 
-from conftest import missing
 from hub import health
 from receivers.providers import get_provider
 from receivers.tests.factories import EventFactory, make_source
@@ -27,35 +24,11 @@ from subscriptions.models import Delivery, DeliveryStatus, Subscription
 from subscriptions.tests.factories import DeliveryFactory, SubscriptionFactory
 from subscriptions.tests.receiver import Answer, Received, TestReceiver
 
-from .processes import HubProcesses, Redis, database_url
+from .processes import HubProcesses, database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 WORKER_APP = "hub-test-worker"
-
-
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not installed")
-    return tmp_path
-
-
-@pytest.fixture
-def redis(logs):
-    server = Redis(logs)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hub(redis, logs):
-    processes = HubProcesses(redis, logs)
-    yield processes
-    processes.stop()
-    for log in sorted(logs.glob("*.log")):
-        print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-40:]))
 
 
 def send(hub: HubProcesses, slug: str, secret: str) -> str:
