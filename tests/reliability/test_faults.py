@@ -11,10 +11,9 @@ faults in turn at the same time, so that the suite takes about two minutes; a fa
 never reaches the other.
 
 Targets (asserted): nothing acknowledged is lost (every event answered 2xx is stored and
-delivered); delivery resumes within 15 s after Redis or PostgreSQL come back; within the
+delivered); delivery resumes within 15 s after Redis or PostgreSQL come back, and within the
 subscription's timeout plus the lease margin after a worker SIGKILL (and 2 s for the drain
-that the next fan-out or sweep then starts);
-retries keep happening with beat stopped.
+that the next fan-out or sweep then starts); retries keep happening with beat stopped.
 
 `.ci/run` runs this module once, on the newest Python (marker `faults`).
 """
@@ -56,7 +55,8 @@ class Row:
     delivered: int
     lost: int
     retried: int
-    resumed: float | None  # seconds after the fault ended; None: delivery never stopped
+    # Seconds from the fault's end to the first delivery of an event sent since it began.
+    resumed: float | None
     target: float | None
 
     COLUMNS = "fault                   sent  acked  stored  delivered  lost  retried  resumed"
