@@ -26,6 +26,26 @@ def start_heartbeat(**_kwargs) -> None:
     start_worker_heartbeat()
 
 
+@signals.worker_ready.connect
+def start_sweeper(**_kwargs) -> None:
+    """Every worker process sweeps by itself: recovery does not depend on beat."""
+    from subscriptions.services.sweep import start_sweeper as start
+
+    start()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def drop_broken_connections(sender=None, **_kwargs) -> None:
+    """Before and after every task, in its worker thread: a connection that PostgreSQL dropped
+    is closed, whether the error happened inside a transaction or not, so the next task opens
+    a new one (Celery's fixup keeps connections for CELERY_DB_REUSE_MAX tasks, unchecked)."""
+    from subscriptions.connections import drop_broken_connections as drop
+
+    if sender is None or not getattr(sender.request, "is_eager", False):
+        drop()
+
+
 @signals.after_task_publish.connect
 def beat_sent_sweep(sender=None, headers=None, **_kwargs) -> None:
     """In beat: it just sent the sweep (celery.beat marks what it sends with a header)."""

@@ -284,6 +284,10 @@ else:
         "visibility_timeout": 3600,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker tries a lost broker again every few seconds (hub.consumer), and for as long as it
+# takes: the work waits in the database meanwhile.
+CELERY_WORKER_CONSUMER = "hub.consumer:Consumer"
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # Each worker thread keeps its database connection across tasks; Celery's Django fixup would
 # otherwise open a new PostgreSQL session for every task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)

@@ -8,7 +8,7 @@ from celery import shared_task
 
 from . import work
 from .services import drain, fanout, replay
-from .services.sweep import sweep as run_sweep
+from .services.sweep import sweep_unless_running
 
 
 @shared_task(name=work.FAN_OUT_PENDING, ignore_result=True)
@@ -33,6 +33,7 @@ def replay_deliveries_task(delivery_ids: list[int]) -> int:
     return replay.replay_deliveries(delivery_ids)
 
 
+# Beat sends it; every worker also sweeps by itself (services.sweep.start_sweeper).
 @shared_task(name=work.SWEEP, ignore_result=True)
-def sweep() -> dict:
-    return run_sweep()
+def sweep() -> dict | None:
+    return sweep_unless_running()

@@ -8,18 +8,20 @@ from taking more.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
 from .. import selectors, sender, work
+from ..connections import drop_broken_connections
 from ..models import (
-    MAX_TIMEOUT_SECONDS,
     OPEN_STATUSES,
     Attempt,
     Delivery,
@@ -32,33 +34,82 @@ from ..sender import Result, Sender
 from ..targets import TargetRefused, check_target
 from .outcomes import DELIVERY_FIELDS, apply_result, open_backoff, record
 
+logger = logging.getLogger(__name__)
+
 BATCH = 50
 DRAIN_SECONDS = 20
 
 
-def claim_subscription(subscription_id: int, now: datetime) -> Subscription | None:
-    """One UPDATE decides who drains; most refused drains cost nothing more than that.
+def lease_for(sub: Subscription, now: datetime) -> datetime:
+    """Until when a drainer may hold this subscription and its deliveries without news of it:
+    one that dies blocks them no longer than the subscription's own timeout plus the margin."""
+    return now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
 
-    The lease covers the longest allowed timeout here; claim_due renews it per batch with
-    the subscription's own timeout.
-    """
-    lease = now + timedelta(seconds=MAX_TIMEOUT_SECONDS + settings.HUB_LEASE_MARGIN_SECONDS)
+
+def lease_is_short(sub: Subscription, now: datetime) -> bool:
+    """Whether the lease could end during a request to this subscriber (its timeout) plus
+    half the margin: then it is renewed, so at most every half margin, not on every batch."""
+    keep = timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS / 2)
+    return sub.lease_until is None or sub.lease_until < now + keep
+
+
+def claim_subscription(subscription_id: int, now: datetime) -> Subscription | None:
+    """The subscription's timeout sets the lease; one conditional UPDATE decides who drains."""
+    sub = Subscription.objects.filter(pk=subscription_id, is_active=True, is_paused=False).first()
+    if sub is None:
+        return None
+    lease = lease_for(sub, now)
     claimed = (
         Subscription.objects.filter(pk=subscription_id, is_active=True, is_paused=False)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .filter(Q(backoff_until__isnull=True) | Q(backoff_until__lte=now))
         .update(lease_until=lease)
     )
-    return Subscription.objects.get(pk=subscription_id) if claimed == 1 else None
+    if claimed != 1:
+        return None
+    sub.lease_until = lease
+    return sub
 
 
-def release_subscription(subscription_id: int) -> None:
-    Subscription.objects.filter(pk=subscription_id).update(lease_until=None)
+def renew_lease(sub: Subscription, now: datetime) -> None:
+    """Keep the subscription while draining it, so that no other drainer takes it."""
+    if lease_is_short(sub, now):
+        lease = lease_for(sub, now)
+        Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
+        sub.lease_until = lease
 
 
-def lease_for(sub: Subscription, now: datetime) -> datetime:
-    """Until when a drainer may hold this subscription's deliveries without news of it."""
-    return now + timedelta(seconds=sub.timeout_seconds + settings.HUB_LEASE_MARGIN_SECONDS)
+# A failed release is tried again after this long, twice as long each time up to the most.
+RELEASE_RETRY_SECONDS = 0.5
+RELEASE_RETRY_MOST_SECONDS = 2.0
+
+
+def release_subscription(sub: Subscription) -> None:
+    """Give the subscription back (only the lease this drainer holds). A failed release is
+    retried on a new connection until it succeeds or the lease has ended by itself: a lease
+    left standing would block the subscription after the database is back."""
+    wait = RELEASE_RETRY_SECONDS
+    while True:
+        try:
+            Subscription.objects.filter(pk=sub.pk, lease_until=sub.lease_until).update(
+                lease_until=None
+            )
+            return
+        except DatabaseError as exc:
+            drop_broken_connections()
+            if (
+                sub.lease_until is None
+                or timezone.now() + timedelta(seconds=wait) >= sub.lease_until
+            ):
+                logger.warning(
+                    "could not release subscription %s, its lease ends by itself: %s",
+                    sub.pk,
+                    exc,
+                    extra={"subscription": sub.pk},
+                )
+                return
+        time.sleep(wait)
+        wait = min(2 * wait, RELEASE_RETRY_MOST_SECONDS)
 
 
 def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Delivery]:
@@ -79,11 +130,7 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
     )
     if not claimed:
         return []
-    if sub.lease_until is None or sub.lease_until < lease:
-        # The subscription's lease must outlast its deliveries' claims; most batches of a
-        # drain fall within the lease that claim_subscription took.
-        Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
-        sub.lease_until = lease
+    renew_lease(sub, now)
     # Only what sending needs: the parsed payload only for CloudEvents, and no admin fields.
     # received_at is also what the receive-to-delivered latency is measured from.
     event_fields = ["event__raw_body", "event__headers", "event__type", "event__source__slug"]
@@ -108,14 +155,13 @@ def unclaim(deliveries: Iterable[Delivery]) -> None:
         )
 
 
-def renew_claims(sub: Subscription, deliveries: list[Delivery], now: datetime) -> datetime:
+def renew_claims(sub: Subscription, deliveries: list[Delivery], now: datetime) -> None:
     lease = lease_for(sub, now)
     Delivery.objects.filter(
         pk__in=[d.pk for d in deliveries], status=DeliveryStatus.SENDING
     ).update(claimed_until=lease)
     Subscription.objects.filter(pk=sub.pk).update(lease_until=lease)
     sub.lease_until = lease
-    return lease
 
 
 def send_batch(client: Sender, sub: Subscription, batch: list[Delivery]) -> bool:
@@ -133,13 +179,12 @@ def send_batch(client: Sender, sub: Subscription, batch: list[Delivery]) -> bool
             done.append(delivery)
         record(sub, done, attempts)
         return False
-    lease_until = batch[0].claimed_until
     for index, delivery in enumerate(batch):
         now = timezone.now()
-        if lease_until and now + timedelta(seconds=sub.timeout_seconds + 5) > lease_until:
+        if lease_is_short(sub, now):
             # A slow (not dead) subscriber: keep the claims (of the sent ones too: they are
             # recorded at the end of the batch) so the sweep hands none of them out again.
-            lease_until = renew_claims(sub, batch, now)
+            renew_claims(sub, batch, now)
         body, headers = build_request(delivery, sub, now)
         result = sender.post(client, sub.url, body, headers, now, timeout=sub.timeout_seconds)
         attempts.append(apply_result(delivery, result, now))
@@ -148,6 +193,9 @@ def send_batch(client: Sender, sub: Subscription, batch: list[Delivery]) -> bool
             healthy = False
             unclaim(batch[index + 1 :])
             break
+    # Sending took a while: a connection PostgreSQL dropped meanwhile is replaced, so that
+    # the outcome is written (else the batch would be sent again once its claims end).
+    drop_broken_connections()
     record(sub, done, attempts)
     if not healthy:
         open_backoff(sub)
@@ -227,10 +275,11 @@ def drain_subscription(subscription_id: int, max_seconds: float = DRAIN_SECONDS)
                 if not waiting:
                     break
             new_work.wait(subscription_id, seen, IDLE_POLL_SECONDS)
+            renew_lease(sub, timezone.now())
     finally:
         if waiting:
             _waiting.release()
-        release_subscription(subscription_id)
+        release_subscription(sub)
     if more or selectors.has_due(subscription_id):
         # Another drain was refused while this one held the lease, or time ran out.
         work.request_drains([subscription_id])

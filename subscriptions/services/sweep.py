@@ -1,17 +1,28 @@
-"""The sweep: beat runs it every HUB_SWEEP_SECONDS to hand out again whatever a lost broker
-message or a dead worker left, so that nothing depends on the broker alone."""
+"""The sweep hands out again whatever a lost broker message or a dead worker left, so that
+nothing depends on the broker alone: due retries, claims a crashed worker left `sending`,
+events whose fan-out request was lost.
+
+Every worker process runs it every HUB_SWEEP_SECONDS from a thread of its own, and beat sends
+it as a task on the same schedule: recovery goes on without beat, and with several beats. A
+PostgreSQL advisory lock lets one sweep run at a time; one that finds it taken skips its turn.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from receivers.models import Event, EventStatus
 
 from .. import selectors, work
+from ..connections import drop_broken_connections
 from ..models import Delivery, DeliveryStatus, Subscription
 from .fanout import fan_out
 from .outcomes import disable_subscription
@@ -50,3 +61,59 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     if any(counts.values()):
         logger.info("sweep found work: %s", counts)
     return counts
+
+
+# The advisory lock's key: any number that nothing else in the database locks ("hubswp").
+SWEEP_LOCK_KEY = 0x687562737770
+# Without PostgreSQL (the embedded default: SQLite, one worker process) a lock in the process.
+_process_lock = threading.Lock()
+
+
+@contextmanager
+def sweep_lock() -> Iterator[bool]:
+    """Yields whether this caller may sweep now. PostgreSQL releases a session's advisory lock
+    when the session ends: a sweeper that dies holds nothing."""
+    if connection.vendor != "postgresql":
+        acquired = _process_lock.acquire(blocking=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                _process_lock.release()
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [SWEEP_LOCK_KEY])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [SWEEP_LOCK_KEY])
+
+
+def sweep_unless_running() -> dict[str, int] | None:
+    """The sweep, unless another process (or thread) is sweeping right now: then None."""
+    with sweep_lock() as acquired:
+        return sweep() if acquired else None
+
+
+def sweep_forever(stop: threading.Event) -> None:
+    """A worker process's own sweeps, the first at once (a worker that starts after a crash
+    finds what the crash left), then every HUB_SWEEP_SECONDS until `stop` is set."""
+    while True:
+        try:
+            sweep_unless_running()
+        except Exception as exc:  # noqa: BLE001 - the database or broker is down: next turn
+            logger.warning("sweep failed: %s: %s", exc.__class__.__name__, exc)
+        finally:
+            drop_broken_connections()
+        if stop.wait(settings.HUB_SWEEP_SECONDS):
+            return
+
+
+def start_sweeper() -> threading.Event:
+    """Start a worker process's sweeper thread; set the returned event to stop it."""
+    stop = threading.Event()
+    threading.Thread(target=sweep_forever, args=(stop,), name="hub-sweeper", daemon=True).start()
+    return stop

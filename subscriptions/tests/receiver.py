@@ -34,7 +34,8 @@ class Answer:
 
 
 class TestReceiver:
-    """`answers` is consumed in order; after it runs out every request gets `default`."""
+    """`answers` is consumed in order; after it runs out every request gets `default`.
+    `script`, when set, may choose the answer to a request instead (None: as above)."""
 
     __test__ = False
 
@@ -44,6 +45,7 @@ class TestReceiver:
         self.default = default or Answer()
         self.lock = threading.Lock()
         self.on_request: Callable[[Received], None] | None = None
+        self.script: Callable[[Received], Answer | None] | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +58,8 @@ class TestReceiver:
                 with receiver.lock:
                     receiver.requests.append(got)
                     answer = receiver.answers.pop(0) if receiver.answers else receiver.default
+                    if receiver.script is not None:
+                        answer = receiver.script(got) or answer
                 if receiver.on_request:
                     receiver.on_request(got)
                 if answer.delay:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -90,6 +91,86 @@ class Redis:
             self.process.wait(10)
 
 
+def postgres_bin(name: str) -> str | None:
+    """A PostgreSQL server program (initdb, pg_ctl): on the PATH, else where Debian keeps it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(versions[-1]) if versions else None
+
+
+class Postgres:
+    """A private PostgreSQL cluster (initdb as the `postgres` OS user into a temporary folder,
+    pg_ctl on a free port), so a test may restart or freeze it without touching the shared
+    server."""
+
+    def __init__(self, logs: Path):
+        self.port = free_port()
+        self.logs = logs
+        self.home = Path(tempfile.mkdtemp(prefix="hub-pg-"))
+        self.data = self.home / "data"
+        # initdb refuses to run as root: then it runs as the postgres user, who owns the folder.
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.home, owner.pw_uid, owner.pw_gid)
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/hub"
+
+    def pg(self, program: str, *args: str) -> None:
+        binary = postgres_bin(program)
+        assert binary, f"{program} is not installed"
+        subprocess.run([*self.run_as, binary, *args], check=True, capture_output=True)
+
+    def create(self) -> None:
+        """initdb, start, and an empty `hub` database."""
+        self.pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        self.start()
+        self.pg("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "hub")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.home}"
+        log = str(self.home / "postgres.log")
+        self.pg("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self.pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def processes(self) -> list[int]:
+        """The postmaster, then its children (the backends and the server's own processes)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True
+        ).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        """Hang the server: the postmaster first (it forks no more backends), then the rest."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in reversed(self.processes()):
+            os.kill(pid, signal.SIGCONT)
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.thaw()
+            self.stop("immediate")
+        log = self.home / "postgres.log"
+        if log.exists():
+            shutil.copy(log, self.logs / f"postgres-{self.port}.log")
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
 class HubProcesses:
     def __init__(self, redis: Redis, logs: Path, extra_env: dict[str, str] | None = None):
         self.redis = redis
@@ -113,11 +194,13 @@ class HubProcesses:
             **(extra_env or {}),
         }
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         process = subprocess.Popen(
             args,
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=open(self.logs / f"{name}.log", "ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -145,10 +228,17 @@ class HubProcesses:
         )
         wait_port(self.web_port)
 
-    def start_worker(self, beat: bool = True) -> subprocess.Popen:
-        """A Celery worker, with beat inside it unless `beat` is False (see start_beat)."""
+    def start_worker(
+        self,
+        beat: bool = True,
+        concurrency: int = 4,
+        name: str = "worker",
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
+        """A Celery worker, with beat inside it unless `beat` is False (see start_beat); its
+        output goes to `<name>.log`, and `env` adds to its environment."""
         self.worker = self.spawn(
-            "worker",
+            name,
             [
                 str(BIN / "celery"),
                 "-A",
@@ -156,14 +246,25 @@ class HubProcesses:
                 "worker",
                 *(["--beat"] if beat else []),
                 "--concurrency",
-                "4",
+                str(concurrency),
                 "--loglevel",
                 "INFO",
                 "--schedule",
-                str(self.logs / "beat-schedule"),
+                str(self.logs / f"{name}-beat-schedule"),
             ],
+            env,
         )
         return self.worker
+
+    def wait_ready(self, name: str = "worker", timeout: float = 60) -> None:
+        """Until the worker logging to `<name>.log` says it is ready to take tasks."""
+        log = self.logs / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if log.exists() and " ready." in log.read_text():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{name} was not ready after {timeout}s")
 
     def start_beat(self) -> subprocess.Popen:
         """beat as a process of its own, as docker-compose.yml runs it."""
@@ -183,8 +284,12 @@ class HubProcesses:
 
     def kill_worker(self) -> None:
         assert self.worker is not None
-        os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(10)
+        self.kill(self.worker)
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL, as the kernel's OOM killer or a lost machine would."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
     @property
     def receive_url(self) -> str:
@@ -202,90 +307,3 @@ class HubProcesses:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-
-
-class Postgres:
-    """A private PostgreSQL cluster (initdb as the postgres user, on a free port), so that a
-    test may stop, hang or kill it without touching the shared one."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="hub-pg-"))
-        self.data = self.dir / "data"
-        shutil.chown(self.dir, "postgres", "postgres")
-        self.bin = postgres_bin()
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/hub"
-
-    def as_postgres(self, *args: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *args],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            timeout=120,
-        )
-
-    def start(self) -> None:
-        if not self.data.exists():
-            self.as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust")
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self.as_postgres(
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.dir / "postgres.log"),
-            "-o",
-            options,
-            "-w",
-            "start",
-        )
-        wait_port(self.port)
-
-    def create_database(self) -> None:
-        self.as_postgres(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "hub")
-
-    def pids(self) -> list[int]:
-        """The postmaster and every process it started."""
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        return [postmaster, *children(postmaster)]
-
-    def signal(self, signum: int) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def stop(self) -> None:
-        self.signal(signal.SIGCONT)
-        try:
-            self.as_postgres(
-                str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"
-            )
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def postgres_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql")
-    return found[-1].parent
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found

@@ -41,21 +41,17 @@ class NoRedis:
 
 
 @pytest.fixture
-def postgres():
+def postgres(tmp_path: Path):
     if shutil.which("runuser") is None:
         missing("runuser is needed to run initdb as the postgres user")
-    try:
-        server = Postgres()
-    except FileNotFoundError as exc:
-        missing(str(exc))
-    server.start()
+    server = Postgres(tmp_path)
+    server.create()
     yield server
-    server.stop()
+    server.destroy()
 
 
 @pytest.fixture
 def hub(postgres, tmp_path: Path):
-    postgres.create_database()
     processes = HubProcesses(NoRedis(), tmp_path, {"DATABASE_URL": postgres.url})
     for command in (["migrate", "--no-input", "-v0"], ["shell", "-c", CREATE_SOURCE]):
         subprocess.run(
@@ -90,7 +86,7 @@ def send(hub: HubProcesses) -> tuple[int, dict, float]:
 def test_a_hung_database_gives_503_with_retry_after_and_receiving_resumes(hub, postgres):
     assert send(hub)[0] == 200
 
-    postgres.signal(19)  # SIGSTOP: every process of the cluster, connections stay open
+    postgres.freeze()  # SIGSTOP to every process of the cluster: connections stay open
     try:
         answers = []
         senders = [threading.Thread(target=lambda: answers.append(send(hub))) for _ in range(3)]
@@ -100,7 +96,7 @@ def test_a_hung_database_gives_503_with_retry_after_and_receiving_resumes(hub, p
             sender.join(30)
         answers.append(send(hub))  # and one more, while the first batch still hangs
     finally:
-        postgres.signal(18)  # SIGCONT
+        postgres.thaw()
 
     for status, headers, seconds in answers:
         assert status == 503, (status, seconds)

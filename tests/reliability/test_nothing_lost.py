@@ -6,16 +6,13 @@ database. The subscriber is a real HTTP server in this process.
 """
 
 import json
-import shutil
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 from django.utils import timezone
 
-from conftest import missing
 from receivers.models import Event
 from receivers.providers import get_provider
 from receivers.tests.factories import EventFactory, make_source
@@ -24,33 +21,9 @@ from subscriptions.models import Delivery, DeliveryStatus
 from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
-from .processes import HubProcesses, Redis
+from .processes import HubProcesses
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not installed")
-    return tmp_path
-
-
-@pytest.fixture
-def redis(logs):
-    server = Redis(logs)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hub(redis, logs):
-    processes = HubProcesses(redis, logs)
-    yield processes
-    processes.stop()
-    for log in sorted(logs.glob("*.log")):
-        print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-30:]))
 
 
 def send(hub: HubProcesses, source, body: bytes) -> httpx.Response:

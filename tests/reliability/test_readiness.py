@@ -6,43 +6,15 @@ is more than 3 × HUB_SWEEP_SECONDS old.
 """
 
 import os
-import shutil
 import signal
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import missing
-
-from .processes import HubProcesses, Redis
+from .processes import HubProcesses
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not installed")
-    return tmp_path
-
-
-@pytest.fixture
-def redis(logs):
-    server = Redis(logs)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hub(redis, logs):
-    processes = HubProcesses(redis, logs)
-    yield processes
-    processes.stop()
-    for log in sorted(logs.glob("*.log")):
-        print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-30:]))
 
 
 def readiness(hub: HubProcesses) -> tuple[int, dict]:
