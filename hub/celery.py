@@ -40,7 +40,7 @@ def drop_broken_connections(sender=None, **_kwargs) -> None:
     """Before and after every task, in its worker thread: a connection that PostgreSQL dropped
     is closed, whether the error happened inside a transaction or not, so the next task opens
     a new one (Celery's fixup keeps connections for CELERY_DB_REUSE_MAX tasks, unchecked)."""
-    from subscriptions.connections import drop_broken_connections as drop
+    from receivers.connections import drop_broken_connections as drop
 
     if sender is None or not getattr(sender.request, "is_eager", False):
         drop()

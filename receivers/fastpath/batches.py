@@ -30,6 +30,7 @@ from django.db import (
     connections,
 )
 
+from ..connections import drop_failed_connections
 from ..services import Verified, not_stored, stored, verify
 from ..storage import MAX_BATCH, bound_session, insert_rows, row_values
 from ..unavailable import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, database_unavailable
@@ -151,6 +152,7 @@ def resolve(jobs: list[Job]) -> None:
 
 def answer_jobs(jobs: list[Job]) -> None:
     """Give every job its answer: verify each, store the verified ones together."""
+    drop_failed_connections()
     bound_statements()
     verified: list[tuple[Job, Verified, list]] = []
     for job in jobs:

@@ -19,8 +19,9 @@ from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
+from receivers.connections import drop_broken_connections
+
 from .. import selectors, sender, work
-from ..connections import drop_broken_connections
 from ..models import (
     OPEN_STATUSES,
     Attempt,

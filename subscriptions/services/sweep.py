@@ -19,10 +19,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from receivers.connections import drop_broken_connections
 from receivers.models import Event, EventStatus
 
 from .. import selectors, work
-from ..connections import drop_broken_connections
 from ..models import Delivery, DeliveryStatus, Subscription
 from .fanout import fan_out
 from .outcomes import disable_subscription
