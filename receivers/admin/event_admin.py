@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
+from .. import payload_search
 from ..models import Event
 from ..providers import PROVIDERS
 from ..services import masked_headers
@@ -61,7 +62,11 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
     # Only the indexed ordering: sorting a million rows by another column is a full sort.
     sortable_by = ["received_at"]
     search_fields = ["external_id__exact"]
-    search_help_text = "The event id exactly as the platform sent it."
+    search_help_text = (
+        "The event id exactly as the platform sent it, or path=value inside the payload: "
+        'data.applianceID=fc0a…, payload[].meter_id=65f1…, data.code="42" (a string only); '
+        "several, separated by spaces, must all match."
+    )
     fieldsets = [
         (
             None,
@@ -90,6 +95,16 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
         "pretty_payload",
         "header_table",
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        if not payload_search.is_payload_search(search_term):
+            return super().get_search_results(request, queryset, search_term)
+        try:
+            terms = payload_search.parse_admin_search(search_term)
+        except payload_search.PayloadSearchError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return queryset.none(), False
+        return payload_search.matching(queryset, terms), False
 
     @admin.display(description="body")
     def body_size(self, event: Event) -> str:
