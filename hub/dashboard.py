@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from receivers.models import Event, EventStatus, Source
 from subscriptions.models import OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
+from subscriptions.states import State, state_of
 
 BACKLOG_STATUSES = (*OPEN_STATUSES, DeliveryStatus.SENDING)
 BIG_EVENT_COLUMNS = ("event__raw_body", "event__payload", "event__headers")
@@ -196,6 +197,10 @@ class SubscriptionHealth:
     backlog: int
     failed: int
     oldest_waiting: datetime | None
+
+    @property
+    def state(self) -> State:
+        return state_of(self.subscription)
 
     @property
     def failure_rate(self) -> float | None:

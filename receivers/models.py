@@ -150,7 +150,8 @@ def mask(value: str) -> str:
 class EventStatus(models.TextChoices):
     PENDING = "pending", "Stored, waiting for fan-out"
     DISPATCHED = "dispatched", "Deliveries created"
-    IGNORED = "ignored", "Not relayed (test event or no subscriber)"
+    # Which of the two is shown per event (the admin reads is_test): see not_relayed_reason.
+    IGNORED = "ignored", "Not relayed"
 
 
 class Event(models.Model):
@@ -189,4 +190,12 @@ class Event(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.source_id}:{self.type}:{self.external_id}"
+        return f"{self.source.slug} · {self.type} · {self.external_id}"
+
+    @property
+    def status_text(self) -> str:
+        """The status in words; for an event not relayed, which of the two reasons."""
+        if self.status != EventStatus.IGNORED:
+            return self.get_status_display()
+        reason = "a test event" if self.is_test else "no subscription matched"
+        return f"Not relayed: {reason}"

@@ -146,7 +146,7 @@ class Delivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.webhook_id} to {self.subscription_id}"
+        return f"{self.webhook_id} to {self.subscription.name}"
 
 
 class Attempt(models.Model):

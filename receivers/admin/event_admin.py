@@ -44,7 +44,7 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
         "source",
         "type",
         "external_id",
-        "status",
+        "relay_status",
         "is_test",
         "duplicates",
     ]
@@ -73,7 +73,7 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
             {
                 "fields": (
                     ("source", "type"),
-                    ("external_id", "status"),
+                    ("external_id", "relay_status"),
                     ("received_at", "occurred_at"),
                     ("is_test", "duplicates", "body_size"),
                 )
@@ -86,7 +86,7 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
         "source",
         "type",
         "external_id",
-        "status",
+        "relay_status",
         "received_at",
         "occurred_at",
         "is_test",
@@ -105,6 +105,10 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return queryset.none(), False
         return payload_search.matching(queryset, terms), False
+
+    @admin.display(description="status")
+    def relay_status(self, event: Event) -> str:
+        return event.status_text
 
     @admin.display(description="body")
     def body_size(self, event: Event) -> str:
