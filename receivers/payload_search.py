@@ -29,6 +29,7 @@ MAX_TERMS = 5
 MAX_DEPTH = 10
 MAX_VALUE_LENGTH = 255
 EXAMPLE = "data.applianceID=fc0a…"
+PATH_EXAMPLE = "data.applianceID or payload[].meter_id"
 SQLITE_FUNCTION = "hub_json_contains"
 
 # A key: anything but the characters the syntax uses; `[]` after it steps into a list.
@@ -72,15 +73,15 @@ def segments(path: str) -> list[tuple[str, int]]:
     parts = path.split(".")
     if not path or len(parts) > MAX_DEPTH:
         raise PayloadSearchError(
-            f"A payload path has 1 to {MAX_DEPTH} keys joined by dots, e.g. {EXAMPLE}"
+            f"A payload path has 1 to {MAX_DEPTH} keys joined by dots, e.g. {PATH_EXAMPLE}."
         )
     found = []
     for part in parts:
         match = SEGMENT.fullmatch(part)
         if match is None:
             raise PayloadSearchError(
-                f"Cannot read the path {path!r}: keys joined by dots, `[]` after a key to look "
-                f"into a list, e.g. {EXAMPLE}"
+                f"Cannot read the path {path!r}: keys joined by dots, [] after a key to look "
+                f"into a list, e.g. {PATH_EXAMPLE}."
             )
         found.append((match.group(1), len(match.group(2)) // 2))
     return found
@@ -106,7 +107,7 @@ def term(path: str, raw_value: str) -> Term:
         except ValueError:
             raise PayloadSearchError(f"Cannot read the quoted value {raw_value}.") from None
     if not value and not quoted:
-        raise PayloadSearchError(f'{path}= needs a value (write {path}="" for an empty string).')
+        raise PayloadSearchError(f'{path} needs a value (an empty string is written "").')
     if len(value) > MAX_VALUE_LENGTH:
         raise PayloadSearchError(f"A value is at most {MAX_VALUE_LENGTH} characters.")
     segments(path)

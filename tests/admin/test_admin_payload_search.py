@@ -70,7 +70,7 @@ def test_bad_syntax_in_the_admin_is_a_message_not_an_error(admin_client, devices
     assert response.status_code == 200
     assert listed(response) == set()
     (message,) = messages_of(response)
-    assert "e.g. data.applianceID=fc0a…" in message or "needs a value" in message
+    assert "e.g. data.applianceID" in message or "needs a value" in message
 
 
 def test_the_help_under_the_search_box_explains_payload_search(admin_client, devices):
