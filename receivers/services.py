@@ -22,9 +22,10 @@ from django.utils import timezone
 from . import metrics
 from .group_commit import Arrival, NewEvent, writer
 from .lookup import cached_source, find_source, forget_sources
-from .models import Event, EventStatus, Source
+from .models import Event, EventStatus, RefusalReason, Source
 from .providers import get_provider
-from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
+from .providers.base import BadPayload, Incoming, Provider, StaleTimestamp, VerificationFailed
+from .refusals import refuse
 from .signals import event_stored
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class Verified:
     slug: str
     provider: Provider
     event: NewEvent
+    remote_addr: str = ""
 
 
 def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
@@ -123,21 +125,22 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
 
     Called by itself by receivers.worker, which stores the events it verifies in one batch."""
     found = cached_source(slug)
+    size = len(incoming.body)
     if found is None:
-        metrics.rejected(None, "unknown_source")
+        refuse(RefusalReason.UNKNOWN_SOURCE, slug, None, incoming.remote_addr, size)
         return NOT_FOUND
     source, secrets = found
     provider = get_provider(source.provider)
     reason = unauthentic(slug, source, provider, secrets, incoming)
     if reason is not None:
-        metrics.rejected(slug, reason)
+        refuse(reason, slug, source.pk, incoming.remote_addr, size)
         return UNAUTHORIZED
 
     try:
         payload = load_json(incoming.body)
         parsed = provider.parse(payload, incoming)
     except BadPayload as exc:
-        metrics.rejected(slug, "bad_payload")
+        refuse(RefusalReason.BAD_PAYLOAD, slug, source.pk, incoming.remote_addr, size)
         return Outcome(400, {"error": str(exc)})
 
     secret_headers = provider.credential_headers(source)
@@ -153,7 +156,7 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
         is_test=parsed.is_test,
         status=EventStatus.IGNORED if parsed.is_test else EventStatus.PENDING,
     )
-    return Verified(slug, provider, event)
+    return Verified(slug, provider, event, incoming.remote_addr)
 
 
 def unauthentic(
@@ -167,8 +170,8 @@ def unauthentic(
             incoming.remote_addr,
             extra={"source": slug},
         )
-        return "ip_not_allowed"
-    if source.verify_nothing:
+        return RefusalReason.IP_NOT_ALLOWED
+    if source.verify_nothing and not provider.internal:
         return None
     try:
         if not secrets:
@@ -176,7 +179,9 @@ def unauthentic(
         provider.verify(incoming, secrets, source)
     except VerificationFailed as exc:
         logger.warning("source %s: verification failed: %s", slug, exc, extra={"source": slug})
-        return "signature"
+        if isinstance(exc, StaleTimestamp):
+            return RefusalReason.STALE_TIMESTAMP
+        return RefusalReason.SIGNATURE
     return None
 
 
@@ -195,7 +200,8 @@ def not_stored(verified: Verified, exc: IntegrityError) -> Outcome:
     """The cached source was deleted a moment ago: 404. Anything else is a bug: re-raised."""
     forget_sources()
     if find_source(verified.slug) is None:
-        metrics.rejected(None, "unknown_source")
+        size = len(verified.event.raw_body)
+        refuse(RefusalReason.UNKNOWN_SOURCE, verified.slug, None, verified.remote_addr, size)
         return NOT_FOUND
     raise exc
 

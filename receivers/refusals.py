@@ -1,0 +1,206 @@
+"""Refused requests, recorded without slowing receiving and without filling the disk.
+
+`refuse()` is the one call where a receive is refused: it counts the refusal in the metrics
+and keeps a compact record (time, slug, reason, address, body size; never a header) in this
+process's memory, at most HUB_REFUSALS_PER_MINUTE per source and minute; beyond that it only
+counts. Requests to no known source share one allowance, so made-up slugs create nothing.
+
+The metrics flusher's thread (receivers/metrics.py) calls `flush()`: one transaction stores
+the records and adds the counts to RefusalMinute, which holds the same cap for every process
+together (a record the database's cap leaves out is counted as dropped, like one the memory's
+cap left out). When the database is down, records stay in memory for the next flush, up to
+MAX_KEPT; then they are only counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+
+from . import metrics
+from .models import Refusal, RefusalMinute, Source
+
+logger = logging.getLogger(__name__)
+
+SLUG_CHARS = Refusal._meta.get_field("slug").max_length
+ADDRESS_CHARS = Refusal._meta.get_field("remote_addr").max_length
+# Records a process keeps while the database cannot take them; beyond this they are counted.
+MAX_KEPT = 10_000
+
+dropped_metric = metrics.Counter(
+    "hub_refusals_dropped",
+    "Refused requests counted but not stored: over HUB_REFUSALS_PER_MINUTE for their source.",
+    ["source"],
+)
+
+# The time a refusal is recorded at (a name of its own so that tests can hold the minute still).
+clock = time.time
+
+# (source id or None, minute as Unix seconds): the cap's unit.
+Bucket = tuple[int | None, int]
+
+
+@dataclass(slots=True)
+class Record:
+    at: float
+    slug: str
+    source_id: int | None
+    reason: str
+    remote_addr: str
+    body_size: int
+
+
+@dataclass(slots=True)
+class Count:
+    """What a bucket saw in this process since the last flush."""
+
+    refused: int = 0
+    label: str = metrics.UNKNOWN_SOURCE
+
+
+class Buffer:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[Bucket, Count] = {}
+        self.records: list[Record] = []
+
+    def add(self, record: Record, cap: int, label: str) -> None:
+        bucket = (record.source_id, int(record.at // 60) * 60)
+        with self.lock:
+            count = self.counts.get(bucket)
+            if count is None:
+                count = self.counts[bucket] = Count(label=label)
+            count.refused += 1
+            if count.refused <= cap and len(self.records) < MAX_KEPT:
+                self.records.append(record)
+
+    def take(self) -> tuple[dict[Bucket, Count], list[Record]]:
+        with self.lock:
+            taken = self.counts, self.records
+            self.counts, self.records = {}, []
+        return taken
+
+    def give_back(self, counts: dict[Bucket, Count], records: list[Record]) -> None:
+        with self.lock:
+            for bucket, count in counts.items():
+                mine = self.counts.setdefault(bucket, Count(label=count.label))
+                mine.refused += count.refused
+            self.records = (records + self.records)[:MAX_KEPT]
+
+    def after_fork(self) -> None:
+        # The parent stores what it kept; a lock held in another thread stays held here.
+        self.__init__()
+
+
+_buffer = Buffer()
+os.register_at_fork(after_in_child=_buffer.after_fork)
+
+
+def refuse(reason: str, slug: str, source_id: int | None, remote_addr: str, body_size: int) -> None:
+    """Count a refused request and keep its record (within the cap). `source_id` is None when
+    the slug named no active source, or was not looked up (a body too large)."""
+    reason = str(reason)
+    metrics.rejected(None if source_id is None else slug, reason)
+    slug = slug[:SLUG_CHARS]
+    record = Record(clock(), slug, source_id, reason, remote_addr[:ADDRESS_CHARS], body_size)
+    label = metrics.UNKNOWN_SOURCE if source_id is None else slug
+    _buffer.add(record, settings.HUB_REFUSALS_PER_MINUTE, label)
+
+
+def flush() -> None:
+    """Store what this process kept and counted; on failure it is kept for the next flush."""
+    counts, records = _buffer.take()
+    if not counts:
+        return
+    try:
+        store(counts, records, settings.HUB_REFUSALS_PER_MINUTE)
+    except Exception:
+        _buffer.give_back(counts, records)
+        raise
+
+
+def flush_from_flusher() -> None:
+    """flush() for the metrics flusher's thread: a broken connection is dropped afterwards."""
+    try:
+        flush()
+    finally:
+        connection.close_if_unusable_or_obsolete()
+
+
+def store(counts: dict[Bucket, Count], records: list[Record], cap: int) -> None:
+    """One transaction: the records the cap leaves, and every count, per source and minute."""
+    counts, grouped = by_bucket(counts, records)
+    with transaction.atomic():
+        minutes = lock_minutes(counts)
+        kept: list[Refusal] = []
+        for bucket, count in counts.items():
+            row, mine = minutes[bucket], grouped.get(bucket, [])
+            room = max(0, min(len(mine), cap - row.stored))
+            kept += [refusal_row(r, bucket[0]) for r in mine[:room]]
+            row.stored += room
+            row.refused += count.refused
+            if count.refused > room:
+                dropped_metric.add(count.refused - room, count.label)
+        Refusal.objects.bulk_create(kept)
+        RefusalMinute.objects.bulk_update(list(minutes.values()), ["refused", "stored"])
+
+
+def by_bucket(
+    counts: dict[Bucket, Count], records: list[Record]
+) -> tuple[dict[Bucket, Count], dict[Bucket, list[Record]]]:
+    """Records grouped by bucket. A record to no active source whose slug names a source (a
+    disabled one) moves to that source's bucket, with its count."""
+    unknown = {r.slug for r in records if r.source_id is None}
+    found = (
+        dict(Source.objects.filter(slug__in=unknown).values_list("slug", "pk")) if unknown else {}
+    )
+    counts = {bucket: Count(c.refused, c.label) for bucket, c in counts.items()}
+    grouped: dict[Bucket, list[Record]] = {}
+    for record in records:
+        minute = int(record.at // 60) * 60
+        source_id = record.source_id
+        if source_id is None and record.slug in found:
+            source_id = found[record.slug]
+            counts[(None, minute)].refused -= 1
+            moved = counts.setdefault((source_id, minute), Count(label=record.slug))
+            moved.refused += 1
+        grouped.setdefault((source_id, minute), []).append(record)
+    return {bucket: c for bucket, c in counts.items() if c.refused}, grouped
+
+
+def refusal_row(record: Record, source_id: int | None) -> Refusal:
+    return Refusal(
+        at=datetime.fromtimestamp(record.at, tz=UTC),
+        source_id=source_id,
+        slug=record.slug,
+        reason=record.reason,
+        remote_addr=record.remote_addr,
+        body_size=record.body_size,
+    )
+
+
+def lock_minutes(counts: dict[Bucket, Count]) -> dict[Bucket, RefusalMinute]:
+    """The RefusalMinute rows of these buckets, created when missing and locked until commit,
+    so that processes flushing at once share the cap instead of each taking all of it."""
+    RefusalMinute.objects.bulk_create(
+        [RefusalMinute(source_id=s, minute=minute_of(m)) for s, m in counts],
+        ignore_conflicts=True,
+    )
+    wanted = Q()
+    for source_id, minute in counts:
+        source = Q(source__isnull=True) if source_id is None else Q(source_id=source_id)
+        wanted |= source & Q(minute=minute_of(minute))
+    rows = RefusalMinute.objects.select_for_update().filter(wanted)
+    return {(row.source_id, int(row.minute.timestamp())): row for row in rows}
+
+
+def minute_of(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
