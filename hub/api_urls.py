@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from receivers.api import SourceViewSet
+from receivers.api import RefusalViewSet, SourceViewSet
 from subscriptions.api import DeliveryViewSet, EventViewSet, SubscriptionViewSet
 
 router = DefaultRouter()
@@ -10,6 +10,7 @@ router.register("sources", SourceViewSet)
 router.register("events", EventViewSet)
 router.register("subscriptions", SubscriptionViewSet)
 router.register("deliveries", DeliveryViewSet)
+router.register("rejections", RefusalViewSet)
 
 urlpatterns = [
     path("", include(router.urls)),
