@@ -227,6 +227,8 @@ class Refusal(models.Model):
     reason = models.CharField(max_length=20, choices=RefusalReason.choices)
     remote_addr = models.CharField(max_length=64, blank=True)
     body_size = models.PositiveIntegerField(default=0)
+    # Why, for the operator (e.g. "no digest matches an active secret"); never a secret.
+    detail = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -1,9 +1,10 @@
 """Refused requests, recorded without slowing receiving and without filling the disk.
 
 `refuse()` is the one call where a receive is refused: it counts the refusal in the metrics
-and keeps a compact record (time, slug, reason, address, body size; never a header) in this
-process's memory, at most HUB_REFUSALS_PER_MINUTE per source and minute; beyond that it only
-counts. Requests to no known source share one allowance, so made-up slugs create nothing.
+and keeps a compact record (time, slug, reason and its detail, address, body size; never a
+header) in this process's memory, at most HUB_REFUSALS_PER_MINUTE per source and minute;
+beyond that it only counts, and the receive path logs only what was kept. Requests to no
+known source share one allowance, so made-up slugs create nothing.
 
 The metrics flusher's thread (receivers/metrics.py) calls `flush()`: one transaction stores
 the records and adds the counts to RefusalMinute, which holds the same cap for every process
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 SLUG_CHARS = Refusal._meta.get_field("slug").max_length
 ADDRESS_CHARS = Refusal._meta.get_field("remote_addr").max_length
+DETAIL_CHARS = Refusal._meta.get_field("detail").max_length
 # Records a process keeps while the database cannot take them; beyond this they are counted.
 MAX_KEPT = 10_000
 
@@ -56,6 +58,7 @@ class Record:
     reason: str
     remote_addr: str
     body_size: int
+    detail: str = ""
 
 
 @dataclass(slots=True)
@@ -72,7 +75,8 @@ class Buffer:
         self.counts: dict[Bucket, Count] = {}
         self.records: list[Record] = []
 
-    def add(self, record: Record, cap: int, label: str) -> None:
+    def add(self, record: Record, cap: int, label: str) -> bool:
+        """Count a refusal; keep its record unless over the cap. True when it was kept."""
         bucket = (record.source_id, int(record.at // 60) * 60)
         with self.lock:
             count = self.counts.get(bucket)
@@ -81,6 +85,8 @@ class Buffer:
             count.refused += 1
             if count.refused <= cap and len(self.records) < MAX_KEPT:
                 self.records.append(record)
+                return True
+        return False
 
     def take(self) -> tuple[dict[Bucket, Count], list[Record]]:
         with self.lock:
@@ -104,15 +110,24 @@ _buffer = Buffer()
 os.register_at_fork(after_in_child=_buffer.after_fork)
 
 
-def refuse(reason: str, slug: str, source_id: int | None, remote_addr: str, body_size: int) -> None:
-    """Count a refused request and keep its record (within the cap). `source_id` is None when
-    the slug named no active source, or was not looked up (a body too large)."""
+def refuse(
+    reason: str,
+    slug: str,
+    source_id: int | None,
+    remote_addr: str,
+    body_size: int,
+    detail: str = "",
+) -> bool:
+    """Count a refused request and keep its record within the cap; True when it was kept (the
+    caller logs only those). `source_id` is None when the slug named no active source, or was
+    not looked up (a body too large). `detail` says why for the operator, never a secret."""
     reason = str(reason)
     metrics.rejected(None if source_id is None else slug, reason)
     slug = slug[:SLUG_CHARS]
-    record = Record(clock(), slug, source_id, reason, remote_addr[:ADDRESS_CHARS], body_size)
+    address = remote_addr[:ADDRESS_CHARS]
+    record = Record(clock(), slug, source_id, reason, address, body_size, detail[:DETAIL_CHARS])
     label = metrics.UNKNOWN_SOURCE if source_id is None else slug
-    _buffer.add(record, settings.HUB_REFUSALS_PER_MINUTE, label)
+    return _buffer.add(record, settings.HUB_REFUSALS_PER_MINUTE, label)
 
 
 def flush() -> None:
@@ -184,6 +199,7 @@ def refusal_row(record: Record, source_id: int | None) -> Refusal:
         reason=record.reason,
         remote_addr=record.remote_addr,
         body_size=record.body_size,
+        detail=record.detail,
     )
 
 

@@ -120,7 +120,7 @@ class RefusalSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Refusal
-        fields = ["id", "at", "slug", "source", "reason", "remote_addr", "body_size"]
+        fields = ["id", "at", "slug", "source", "reason", "detail", "remote_addr", "body_size"]
 
 
 class RotateSecretSerializer(serializers.Serializer):

@@ -131,16 +131,19 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
         return NOT_FOUND
     source, secrets = found
     provider = get_provider(source.provider)
-    reason = unauthentic(slug, source, provider, secrets, incoming)
-    if reason is not None:
-        refuse(reason, slug, source.pk, incoming.remote_addr, size)
+    refused = unauthentic(slug, source, provider, secrets, incoming)
+    if refused is not None:
+        reason, detail = refused
+        # Logged as often as recorded: a flood of bad requests cannot flood the log either.
+        if refuse(reason, slug, source.pk, incoming.remote_addr, size, detail):
+            logger.warning("source %s refused: %s", slug, detail, extra={"source": slug})
         return UNAUTHORIZED
 
     try:
         payload = load_json(incoming.body)
         parsed = provider.parse(payload, incoming)
     except BadPayload as exc:
-        refuse(RefusalReason.BAD_PAYLOAD, slug, source.pk, incoming.remote_addr, size)
+        refuse(RefusalReason.BAD_PAYLOAD, slug, source.pk, incoming.remote_addr, size, str(exc))
         return Outcome(400, {"error": str(exc)})
 
     secret_headers = provider.credential_headers(source)
@@ -161,27 +164,21 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
 
 def unauthentic(
     slug: str, source: Source, provider: Provider, secrets: list[str], incoming: Incoming
-) -> str | None:
-    """Why the request is refused as unauthentic (logged, never told the caller), or None."""
+) -> tuple[str, str] | None:
+    """Why the request is refused as unauthentic, as a reason and a detail for the operator
+    (recorded and logged, never told the caller), or None."""
     if not ip_allowed(source, incoming.remote_addr):
-        logger.warning(
-            "source %s: request from %s is not on the allow list",
-            slug,
-            incoming.remote_addr,
-            extra={"source": slug},
-        )
-        return RefusalReason.IP_NOT_ALLOWED
+        return RefusalReason.IP_NOT_ALLOWED, f"{incoming.remote_addr} is not on the allow list"
     if source.verify_nothing and not provider.internal:
         return None
     try:
         if not secrets:
             raise VerificationFailed("the source has no active secret")
         provider.verify(incoming, secrets, source)
+    except StaleTimestamp as exc:
+        return RefusalReason.STALE_TIMESTAMP, str(exc)
     except VerificationFailed as exc:
-        logger.warning("source %s: verification failed: %s", slug, exc, extra={"source": slug})
-        if isinstance(exc, StaleTimestamp):
-            return RefusalReason.STALE_TIMESTAMP
-        return RefusalReason.SIGNATURE
+        return RefusalReason.SIGNATURE, str(exc)
     return None
 
 

@@ -63,7 +63,8 @@ def handle(
     body = b"" if declared > limit else read(limit + 1)
     if declared > limit or len(body) > limit:
         # Refused before the source is looked up: a sender cannot make the hub query for it.
-        refuse(RefusalReason.TOO_LARGE, slug, None, remote_addr, max(declared, len(body)))
+        size = max(declared, len(body))
+        refuse(RefusalReason.TOO_LARGE, slug, None, remote_addr, size, f"over {limit} bytes")
         return 413, {"error": f"The body is larger than {limit} bytes."}, {}
     query = meta.get("QUERY_STRING", "")
     incoming = Incoming(

@@ -94,15 +94,15 @@ class SourceActivityMixin:
         over = f" ({dropped} not stored: over {cap} a minute)" if dropped else ""
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (moment(r.at), r.get_reason_display(), r.remote_addr or "-", r.body_size)
+                (moment(r.at), r.get_reason_display(), r.detail, r.remote_addr or "-", r.body_size)
                 for r in recent
             ),
         )
         return format_html(
             '{} in the last 24 hours{}; <a href="{}">all refusals of this source</a>.'
-            '<table class="hub-refusals"><thead><tr><th>time</th><th>reason</th>'
+            '<table class="hub-refusals"><thead><tr><th>time</th><th>reason</th><th>why</th>'
             "<th>from</th><th>bytes</th></tr></thead><tbody>{}</tbody></table>",
             source.refused_day,
             over,

@@ -10,7 +10,7 @@ from .lists import HistoryAdminMixin, ScaledListMixin
 
 @admin.register(Refusal)
 class RefusalAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
-    list_display = ["at_seconds", "slug", "source", "reason", "remote_addr", "body_size"]
+    list_display = ["at_seconds", "slug", "source", "reason", "detail", "remote_addr", "body_size"]
     list_filter = ["reason", "at", "source"]
     search_fields = ["=slug", "=remote_addr"]
     list_select_related = ["source"]

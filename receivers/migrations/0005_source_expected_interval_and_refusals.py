@@ -25,6 +25,7 @@ class Migration(migrations.Migration):
                 ('reason', models.CharField(choices=[('signature', 'Verification failed'), ('stale_timestamp', 'Signed timestamp outside the tolerance'), ('ip_not_allowed', 'Address not on the allow list'), ('unknown_source', 'Unknown or disabled source'), ('bad_payload', 'Body not JSON or missing what the provider needs'), ('too_large', 'Body too large')], max_length=20)),
                 ('remote_addr', models.CharField(blank=True, max_length=64)),
                 ('body_size', models.PositiveIntegerField(default=0)),
+                ('detail', models.CharField(blank=True, max_length=200)),
                 ('source', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='refusals', to='receivers.source')),
             ],
             options={

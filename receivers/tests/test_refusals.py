@@ -63,6 +63,8 @@ def test_each_reason_is_recorded_without_headers(client):
     tampered = Refusal.objects.get(reason=RefusalReason.SIGNATURE)
     assert (tampered.remote_addr, tampered.body_size) == ("192.0.2.7", len(body) + 1)
     assert Refusal.objects.get(reason=RefusalReason.TOO_LARGE).body_size == len(body)
+    stale_one = Refusal.objects.get(reason=RefusalReason.STALE_TIMESTAMP)
+    assert stale_one.detail == "the signed timestamp is outside the tolerance"
     stored = " ".join(str(vars(r)) for r in Refusal.objects.all())
     assert secret not in stored and signed.headers["X-Signature"] not in stored
 
@@ -189,3 +191,14 @@ def test_the_flusher_writes_refusals_in_the_background(client, settings):
     flusher.jobs.append(refusals.flush)
     assert flusher.flush() is True
     assert Refusal.objects.get().source == source
+
+
+@override_settings(HUB_REFUSALS_PER_MINUTE=3)
+def test_refusals_are_logged_only_as_often_as_they_are_recorded(client, caplog):
+    source, _ = make_source("gridx")
+    body = gridx_body()
+    with caplog.at_level("WARNING", logger="receivers.services"):
+        for _ in range(10):
+            post(client, source, body, sign(source, body, "whsec_wrong-secret-000000"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "receivers.services"]
+    assert lines == [f"source {source.slug} refused: no digest matches an active secret"] * 3

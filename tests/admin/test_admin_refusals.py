@@ -43,6 +43,7 @@ def test_a_badly_signed_request_shows_on_the_source_page_with_its_reason(client,
     html = page.content.decode()
     assert "3 in the last 24 hours" in html
     assert "Verification failed" in html and "203.0.113.5" in html
+    assert "no digest matches an active secret" in html  # why, for the operator
 
 
 def test_what_the_cap_dropped_is_counted_on_the_source(admin_client, settings, client, monkeypatch):
@@ -123,7 +124,17 @@ def test_rejections_api_filters_by_source_reason_and_time(api, client):
     assert mine["count"] == 2
     first = mine["results"][0]
     assert first["source"] == "gridx-a" and first["remote_addr"] == "203.0.113.5"
-    assert set(first) == {"id", "at", "slug", "source", "reason", "remote_addr", "body_size"}
+    assert first["detail"] == "no digest matches an active secret"
+    assert set(first) == {
+        "id",
+        "at",
+        "slug",
+        "source",
+        "reason",
+        "detail",
+        "remote_addr",
+        "body_size",
+    }
     since = (timezone.now() - timedelta(days=1)).isoformat()
     recent = api.get("/api/v1/rejections/", {"source": "gridx-a", "after": since}).json()
     assert recent["count"] == 2
