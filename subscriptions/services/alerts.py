@@ -10,10 +10,11 @@ disabled or resumed, in services/watch.py by the sweep.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -139,6 +140,20 @@ def subscription_key(sub_id: int) -> str:
 # Where subscriptions change: a batch's outcome, disabling, resuming --------------------------
 
 
+def quietly(check: Callable[..., None]) -> Callable[..., None]:
+    """An alert check never stops what called it: a failure is logged, the delivery goes on."""
+
+    @functools.wraps(check)
+    def run(*args, **kwargs) -> None:
+        try:
+            check(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - logged with its traceback; delivering matters more
+            logger.exception("alert check %s failed", check.__name__)
+
+    return run
+
+
+@quietly
 def after_batch(sub: Subscription, failures_before: int, done: list[Delivery]) -> None:
     """A batch's outcome is recorded (services.outcomes.record): cheap unless health changed."""
     key = subscription_key(sub.pk)
@@ -175,6 +190,7 @@ def after_batch(sub: Subscription, failures_before: int, done: list[Delivery]) -
         )
 
 
+@quietly
 def subscription_disabled(sub_id: int, reason: str) -> None:
     sub = Subscription.objects.filter(pk=sub_id).first()
     if sub is not None:
@@ -187,6 +203,7 @@ def subscription_disabled(sub_id: int, reason: str) -> None:
         )
 
 
+@quietly
 def subscriptions_resumed(sub_ids: Iterable[int]) -> None:
     for sub_id in sub_ids:
         clear(AlertKind.SUBSCRIPTION_DISABLED, subscription_key(sub_id))

@@ -223,3 +223,17 @@ def test_the_hubs_source_refuses_every_request(client, api):
     assert api.delete(f"/api/v1/sources/{source.slug}/").status_code == 403
     assert api.get(f"/api/v1/sources/{source.slug}/").json()["provider"] == "hub"
     assert Source.objects.get(pk=source.pk).verify_nothing is False
+
+
+def test_a_broken_alert_check_never_stops_delivering(receiver, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("alerts are down")
+
+    monkeypatch.setattr(alerts, "raise_alert", broken)
+    receiver.default = Answer(status=410)
+    sub = SubscriptionFactory(url=receiver.url)
+    with caplog.at_level(logging.ERROR, logger="subscriptions.services.alerts"):
+        deliver(EventFactory(), sub=sub)
+    sub.refresh_from_db()
+    assert not sub.is_active and Delivery.objects.get().attempt_count == 1
+    assert "alert check subscription_disabled failed" in caplog.text
