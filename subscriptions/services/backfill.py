@@ -150,9 +150,10 @@ def run(backfill_id: int, max_seconds: float = RUN_SECONDS) -> int:
 def run_chunk(backfill_id: int, events: QuerySet[Event]) -> int:
     """The next chunk after the cursor, in one transaction; 0 when there is none (done)."""
     with transaction.atomic():
-        backfill = (
-            Backfill.objects.select_for_update().select_related("subscription").get(pk=backfill_id)
-        )
+        locked = Backfill.objects.select_for_update().select_related("subscription")
+        backfill = locked.filter(pk=backfill_id).first()
+        if backfill is None:
+            return 0  # deleted with its subscription meanwhile
         if backfill.cursor_id is not None:
             at, pk = backfill.cursor_received_at, backfill.cursor_id
             events = events.filter(Q(received_at__gt=at) | Q(received_at=at, pk__gt=pk))
