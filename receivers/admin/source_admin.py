@@ -196,6 +196,8 @@ class SourceAdmin(SourceActivityMixin, admin.ModelAdmin):
 
     @admin.display(description="verification")
     def warning(self, source: Source) -> str:
+        if source.is_internal:
+            return "the hub's own alerts: refuses every request"
         text = sources.verification_warning(source, len(active_secrets(source)))
         if not text:
             return mark_safe('<span class="hub-ok">verified</span>')  # noqa: S308

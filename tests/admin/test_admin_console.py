@@ -73,6 +73,7 @@ def test_the_hubs_own_source_is_read_only_in_the_admin(admin_client):
     source = alerts.hub_source()
     page = admin_client.get(reverse("admin:receivers_source_change", args=[source.pk]))
     assert page.status_code == 200 and not page.context["has_change_permission"]
+    assert "refuses every request" in admin_client.get("/admin/receivers/source/").content.decode()
     assert admin_client.get(f"/admin/receivers/source/{source.pk}/delete/").status_code == 403
     rotate = admin_client.get(f"/admin/receivers/source/{source.pk}/rotate-secret/")
     assert rotate.status_code == 403
