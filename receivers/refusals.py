@@ -142,6 +142,11 @@ def flush() -> None:
         raise
 
 
+def discard() -> None:
+    """Forget what this process kept and counted (tests: each starts without another's)."""
+    _buffer.take()
+
+
 def flush_from_flusher() -> None:
     """flush() for the metrics flusher's thread: a broken connection is dropped afterwards."""
     try:

@@ -16,13 +16,6 @@ from tests.factories import StaffUserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    refusals._buffer.take()
-    yield
-    refusals._buffer.take()
-
-
 def badly_signed(client, source, times: int = 1, remote_addr: str = "203.0.113.5") -> None:
     body = gridx_body()
     for _ in range(times):
