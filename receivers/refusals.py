@@ -158,6 +158,7 @@ def flush_from_flusher() -> None:
 def store(counts: dict[Bucket, Count], records: list[Record], cap: int) -> None:
     """One transaction: the records the cap leaves, and every count, per source and minute."""
     counts, grouped = by_bucket(counts, records)
+    dropped: list[tuple[int, str]] = []
     with transaction.atomic():
         minutes = lock_minutes(counts)
         kept: list[Refusal] = []
@@ -168,32 +169,39 @@ def store(counts: dict[Bucket, Count], records: list[Record], cap: int) -> None:
             row.stored += room
             row.refused += count.refused
             if count.refused > room:
-                dropped_metric.add(count.refused - room, count.label)
+                dropped.append((count.refused - room, count.label))
         Refusal.objects.bulk_create(kept)
         RefusalMinute.objects.bulk_update(list(minutes.values()), ["refused", "stored"])
+    # Counted once stored: a failed flush is tried again with the same counts.
+    for amount, label in dropped:
+        dropped_metric.add(amount, label)
 
 
 def by_bucket(
     counts: dict[Bucket, Count], records: list[Record]
 ) -> tuple[dict[Bucket, Count], dict[Bucket, list[Record]]]:
-    """Records grouped by bucket. A record to no active source whose slug names a source (a
-    disabled one) moves to that source's bucket, with its count."""
-    unknown = {r.slug for r in records if r.source_id is None}
-    found = (
-        dict(Source.objects.filter(slug__in=unknown).values_list("slug", "pk")) if unknown else {}
-    )
-    counts = {bucket: Count(c.refused, c.label) for bucket, c in counts.items()}
+    """Counts and records by the bucket they are stored in. A source deleted since counts as
+    no known source; a record to no active source whose slug names one (a disabled source)
+    moves to that source's bucket, with its count."""
+    ids = {source_id for source_id, _ in counts if source_id is not None}
+    alive = set(Source.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+    merged: dict[Bucket, Count] = {}
+    for (source_id, minute), count in counts.items():
+        bucket = (source_id if source_id in alive else None, minute)
+        label = count.label if bucket[0] is not None else metrics.UNKNOWN_SOURCE
+        merged.setdefault(bucket, Count(label=label)).refused += count.refused
+    slugs = {r.slug for r in records if r.source_id not in alive}
+    found = dict(Source.objects.filter(slug__in=slugs).values_list("slug", "pk")) if slugs else {}
     grouped: dict[Bucket, list[Record]] = {}
     for record in records:
         minute = int(record.at // 60) * 60
-        source_id = record.source_id
-        if source_id is None and record.slug in found:
-            source_id = found[record.slug]
-            counts[(None, minute)].refused -= 1
-            moved = counts.setdefault((source_id, minute), Count(label=record.slug))
-            moved.refused += 1
+        counted_as = record.source_id if record.source_id in alive else None
+        source_id = counted_as if counted_as is not None else found.get(record.slug)
+        if source_id != counted_as:
+            merged[(None, minute)].refused -= 1
+            merged.setdefault((source_id, minute), Count(label=record.slug)).refused += 1
         grouped.setdefault((source_id, minute), []).append(record)
-    return {bucket: c for bucket, c in counts.items() if c.refused}, grouped
+    return {bucket: c for bucket, c in merged.items() if c.refused}, grouped
 
 
 def refusal_row(record: Record, source_id: int | None) -> Refusal:

@@ -200,3 +200,14 @@ def test_refusals_are_logged_only_as_often_as_they_are_recorded(client, caplog):
             post(client, source, body, sign(source, body, "whsec_wrong-secret-000000"))
     lines = [r.getMessage() for r in caplog.records if r.name == "receivers.services"]
     assert lines == [f"source {source.slug} refused: no digest matches an active secret"] * 3
+
+
+def test_a_source_deleted_before_the_flush_is_counted_as_unknown(client):
+    source, _ = make_source("gridx")
+    body = gridx_body()
+    post(client, source, body, sign(source, body, "whsec_wrong-secret-000000"))
+    source.delete()
+    refusals.flush()
+    refusal = Refusal.objects.get()
+    assert (refusal.source, refusal.slug) == (None, source.slug)
+    assert RefusalMinute.objects.get().source is None
