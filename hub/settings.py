@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+import django
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # What the embedded default writes while it runs (SQLite, the filesystem broker): one ignored
@@ -178,6 +180,48 @@ HUB_PUBLIC_URL = env_str("HUB_PUBLIC_URL", "http://localhost:8000").rstrip("/")
 HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN", "")
 # How often each process adds what it counted to the database's totals (0: never by itself).
 HUB_METRICS_FLUSH_SECONDS = env_int("HUB_METRICS_FLUSH_SECONDS", 5, minimum=0)
+# Refused requests stored per source and minute; the rest are only counted (0: count only).
+HUB_REFUSALS_PER_MINUTE = env_int("HUB_REFUSALS_PER_MINUTE", 60, minimum=0)
+
+# Alerts (subscriptions/alerts/): who is told, and when a source or the backlog is alarming.
+HUB_ALERT_EMAILS = env_list("HUB_ALERT_EMAILS", "")
+for _address in HUB_ALERT_EMAILS:
+    try:
+        validate_email(_address)
+    except ValidationError:
+        raise ImproperlyConfigured(f"HUB_ALERT_EMAILS: {_address!r} is not an address.") from None
+HUB_ALERT_SLACK_URL = env_str("HUB_ALERT_SLACK_URL", "")
+if HUB_ALERT_SLACK_URL and not HUB_ALERT_SLACK_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("HUB_ALERT_SLACK_URL must be an http(s) URL.")
+HUB_ALERT_REFUSALS = env_int("HUB_ALERT_REFUSALS", 20, minimum=1)
+HUB_ALERT_REFUSALS_MINUTES = env_int("HUB_ALERT_REFUSALS_MINUTES", 10, minimum=1)
+HUB_ALERT_BACKLOG = env_int("HUB_ALERT_BACKLOG", 10_000, minimum=1)
+# Django's mail, for the alert mails: the same variables on Django 5.2 (EMAIL_* settings) and
+# 6.1 (its MAILERS setting, which replaces them).
+_mail_backend = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+_mail_options = {
+    "host": env_str("EMAIL_HOST", "localhost"),
+    "port": env_int("EMAIL_PORT", 25, minimum=1),
+    "username": env_str("EMAIL_HOST_USER", ""),
+    "password": env_str("EMAIL_HOST_PASSWORD", ""),
+    "use_tls": env_bool("EMAIL_USE_TLS", False),
+    "use_ssl": env_bool("EMAIL_USE_SSL", False),
+    "timeout": env_int("EMAIL_TIMEOUT", 10, minimum=1),
+}
+if _mail_options["use_tls"] and _mail_options["use_ssl"]:
+    raise ImproperlyConfigured("Set EMAIL_USE_TLS or EMAIL_USE_SSL, not both.")
+if django.VERSION >= (6, 1):
+    _smtp = _mail_backend.endswith(".smtp.EmailBackend")
+    MAILERS = {"default": {"BACKEND": _mail_backend, "OPTIONS": _mail_options if _smtp else {}}}
+else:
+    EMAIL_BACKEND = _mail_backend
+    EMAIL_HOST, EMAIL_PORT = _mail_options["host"], _mail_options["port"]
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _mail_options["username"], _mail_options["password"]
+    EMAIL_USE_TLS, EMAIL_USE_SSL = _mail_options["use_tls"], _mail_options["use_ssl"]
+    EMAIL_TIMEOUT = _mail_options["timeout"]
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 HUB_LOG_FORMAT = env_str("HUB_LOG_FORMAT", "plain")
 if HUB_LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"HUB_LOG_FORMAT must be plain or json, got {HUB_LOG_FORMAT!r}.")

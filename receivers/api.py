@@ -1,13 +1,25 @@
-"""Management API for sources and the event history (subscriptions/api.py adds replays)."""
+"""Management API for sources, the event history and refused requests (subscriptions/api.py
+adds replays)."""
 
 import django_filters
 from django import forms
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
 
-from . import payload_search
-from .models import Event, Source
-from .serializers import EventDetailSerializer, EventListSerializer, SourceSerializer
+from . import activity, payload_search, sources
+from .models import Event, Refusal, RefusalReason, Source
+from .permissions import requires
+from .serializers import (
+    EventDetailSerializer,
+    EventListSerializer,
+    RefusalSerializer,
+    RotateSecretSerializer,
+    SourceSerializer,
+)
 
 
 class SourceViewSet(viewsets.ModelViewSet):
@@ -15,6 +27,36 @@ class SourceViewSet(viewsets.ModelViewSet):
     serializer_class = SourceSerializer
     lookup_field = "slug"
     filterset_fields = ["provider", "is_active"]
+
+    def get_queryset(self):
+        return activity.with_activity(super().get_queryset(), timezone.now())
+
+    def get_object(self):
+        source = super().get_object()
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") and source.is_internal:
+            raise PermissionDenied("The hub's own source is not changed by hand.")
+        return source
+
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="rotate-secret",
+        serializer_class=RotateSecretSerializer,
+        permission_classes=[requires("receivers.change_source")],
+    )
+    def rotate_secret(self, request, slug=None):
+        """A new secret, shown in this answer only; the active ones stay valid for
+        `grace_hours` (72 by default)."""
+        source = self.get_object()
+        given = RotateSecretSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        grace = given.validated_data["grace_hours"]
+        value = sources.rotate_secret(
+            source, grace_hours=grace, value=given.validated_data.get("secret") or None
+        )
+        answer = {"secret": value, "grace_hours": grace}
+        answer["receive_url"] = sources.receive_url(source, value)
+        return Response(answer, status=status.HTTP_200_OK)
 
 
 class PayloadTermsField(forms.Field):
@@ -68,3 +110,24 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             # The list never needs the bodies: keep the page query light on big tables.
             queryset = queryset.defer("raw_body", "payload", "headers")
         return queryset
+
+
+class RefusalFilter(django_filters.FilterSet):
+    source = django_filters.CharFilter(field_name="slug")
+    reason = django_filters.ChoiceFilter(choices=RefusalReason.choices)
+    after = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    before = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = Refusal
+        fields = ["source", "reason", "after", "before"]
+
+
+class RefusalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Refused requests, newest first (at most HUB_REFUSALS_PER_MINUTE per source and minute
+    are stored; the rest are counted on the source)."""
+
+    queryset = Refusal.objects.select_related("source").order_by("-at", "-id")
+    serializer_class = RefusalSerializer
+    filterset_class = RefusalFilter
+    permission_classes = [requires("receivers.view_refusal")]

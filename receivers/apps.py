@@ -8,9 +8,13 @@ class ReceiversConfig(AppConfig):
     verbose_name = "Receiving"
 
     def ready(self) -> None:
+        from . import metrics, refusals
         from .lookup import forget_sources
         from .models import Source, SourceSecret
         from .payload_search import register_sqlite_function
+
+        # Refusals are written by the metrics flusher's thread, not one of their own.
+        metrics.also_flush(refusals.flush_from_flusher)
 
         for model in (Source, SourceSecret):
             post_save.connect(forget_sources, sender=model, dispatch_uid=f"forget-{model.__name__}")

@@ -2,7 +2,7 @@
 that value at that path.
 
 Each term becomes JSON containment (`payload @> '{"data": {"applianceID": "fc0a…"}}'`), which
-PostgreSQL answers from the GIN index `event_payload_idx` (jsonb_path_ops, migration 0005) on
+PostgreSQL answers from the GIN index `event_payload_idx` (jsonb_path_ops, migration 0006) on
 any number of events; SQLite, the embedded default, gets the same test from a Python function
 registered on each connection (`register_sqlite_function`), scanning its small table.
 

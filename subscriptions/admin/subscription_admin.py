@@ -23,6 +23,7 @@ from ..sender import Result
 from ..services import controls
 from ..states import duration, moment, state_of
 from ..targets import TargetRefused, check_target
+from .backfill_admin import backfill_view, can_backfill
 from .form_fields import EventTypesField, HeaderRowsField
 from .replays import ReplayPermissionMixin, can_replay, deliveries_text, queue_and_report
 
@@ -98,6 +99,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         "rotate_signing_secrets",
         "send_test_events",
         "replay_failed_deliveries",
+        "send_stored_events",
     ]
     fieldsets = [
         (
@@ -249,12 +251,33 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         for sub in queryset:
             self.do_replay_failed(request, sub)
 
+    @admin.action(
+        description="Send stored events to the subscription (backfill)…", permissions=["backfill"]
+    )
+    def send_stored_events(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose one subscription to send events to.", messages.ERROR)
+            return None
+        url = reverse("admin:subscriptions_subscription_backfill", args=[queryset.get().pk])
+        return HttpResponseRedirect(url)
+
+    def has_backfill_permission(self, request) -> bool:
+        return can_backfill(request)
+
+    def send_events_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return backfill_view(self, request, object_id)
+
     def get_urls(self):
         return [
             path(
                 "<path:object_id>/rotate-secret/",
                 self.admin_site.admin_view(self.rotate_secret_view),
                 name="subscriptions_subscription_rotate_secret",
+            ),
+            path(
+                "<path:object_id>/backfill/",
+                self.admin_site.admin_view(self.send_events_view),
+                name="subscriptions_subscription_backfill",
             ),
             path(
                 "<path:object_id>/<slug:operation>/run/",
@@ -315,6 +338,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_replay": can_replay(request),
+            "can_backfill": can_backfill(request),
             "failed_count": selectors.failed_count(sub) if sub else 0,
             "deliveries_url": deliveries_url(sub) if sub else "",
         }

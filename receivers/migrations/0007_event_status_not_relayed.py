@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('receivers', '0005_event_payload_gin_index'),
+        ('receivers', '0006_event_payload_gin_index'),
     ]
 
     operations = [

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("receivers", "0004_source_provider_choices_from_registry"),
+        ("receivers", "0005_source_expected_interval_and_refusals"),
     ]
 
     operations = [
