@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.utils import formats, timezone
-from django.utils.timesince import timesince
+from django.utils import timezone
+
+from receivers.timetext import duration, moment
 
 from .models import Subscription
 
-# Under this, "for 0 minutes" would say nothing: the wording says "under a minute" instead.
-ONE_MINUTE = timedelta(minutes=1)
 # The colour of each kind of state, from the styles in templates/admin/base_site.html.
 CSS_CLASSES = {
     "active": "hub-ok",
@@ -29,17 +28,6 @@ class State:
     @property
     def css_class(self) -> str:
         return CSS_CLASSES[self.kind]
-
-
-def moment(value: datetime | None) -> str:
-    """A time as the admin shows times: with seconds and the time zone."""
-    if value is None:
-        return "an unknown time"
-    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
-
-
-def duration(since: datetime, now: datetime) -> str:
-    return "under a minute" if now - since < ONE_MINUTE else timesince(since, now)
 
 
 def failures(count: int) -> str:

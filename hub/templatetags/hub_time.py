@@ -1,13 +1,12 @@
 """`{{ moment|ago }}`: "under a minute ago" rather than Django's "0 minutes" ago."""
 
 from django import template
-from django.utils import timezone
 
-from subscriptions.states import duration
+from receivers import timetext
 
 register = template.Library()
 
 
 @register.filter
 def ago(value) -> str:
-    return f"{duration(value, timezone.now())} ago" if value else "never"
+    return timetext.ago(value)

@@ -9,20 +9,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.timesince import timesince
 
 from .. import activity
 from ..models import RefusalReason, Source
+from ..timetext import ago, moment
 
 RECENT_SHOWN = 10
-
-
-def moment(at) -> str:
-    return f"{at:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def ago(at) -> str:
-    return f"{timesince(at)} ago" if at else "never"
 
 
 def refusals_url(source: Source) -> str:

@@ -3,7 +3,6 @@ sources, a preview count, then confirm), and the backfills with their progress."
 
 from __future__ import annotations
 
-import django
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -90,13 +89,6 @@ def backfill_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id
         "form": form,
         "preview": preview,
         "cancel_url": change_url,
-        "breadcrumbs_as_list": django.VERSION >= (6, 0),
-        "trail": [
-            (reverse("admin:index"), "Home"),
-            (reverse("admin:app_list", args=[opts.app_label]), opts.app_config.verbose_name),
-            (reverse("admin:subscriptions_subscription_changelist"), "Subscriptions"),
-            (change_url, sub.name),
-        ],
     }
     return TemplateResponse(request, "admin/subscriptions/subscription/backfill.html", context)
 

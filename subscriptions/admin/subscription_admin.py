@@ -10,28 +10,24 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from receivers.models import mask
+from receivers.timetext import ago, moment
 
 from .. import selectors
 from ..models import HEALTH_FIELDS, Subscription
 from ..selectors import failed_delivery_ids
 from ..sender import Result
 from ..services import controls
-from ..states import duration, moment, state_of
+from ..states import state_of
 from ..targets import TargetRefused, check_target
 from .backfill_admin import backfill_view, can_backfill
 from .form_fields import EventTypesField, HeaderRowsField
 from .replays import ReplayPermissionMixin, can_replay, deliveries_text, queue_and_report
 
 EXCERPT_SHOWN = 300
-
-
-def ago(when) -> str:
-    return f"{duration(when, timezone.now())} ago" if when else "never"
 
 
 def deliveries_url(sub: Subscription, **filters: str) -> str:

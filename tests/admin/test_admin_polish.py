@@ -249,7 +249,9 @@ def test_the_confirmation_refuses_a_bad_grace_and_a_viewer(client, admin_client)
 # Breadcrumbs, the index, "View site"
 
 
-@pytest.mark.parametrize("page", ["dashboard", "source rotate", "subscription rotate"])
+@pytest.mark.parametrize(
+    "page", ["dashboard", "source rotate", "subscription rotate", "subscription backfill"]
+)
 def test_breadcrumbs_are_a_styled_trail_not_a_numbered_list(admin_client, source, page):
     sub = SubscriptionFactory(name="billing")
     url = {
@@ -257,6 +259,9 @@ def test_breadcrumbs_are_a_styled_trail_not_a_numbered_list(admin_client, source
         "source rotate": reverse("admin:receivers_source_rotate_secret", args=[source.pk]),
         "subscription rotate": reverse(
             "admin:subscriptions_subscription_rotate_secret", args=[sub.pk]
+        ),
+        "subscription backfill": reverse(
+            "admin:subscriptions_subscription_backfill", args=[sub.pk]
         ),
     }[page]
     html = page_of(admin_client, url)
@@ -338,3 +343,11 @@ def test_not_relayed_says_which(admin_client):
     assert "Not relayed: no subscription matched" in text_of(
         page_of(admin_client, change_url(lonely))
     )
+
+
+def test_just_now_reads_under_a_minute_ago_everywhere(admin_client, source):
+    DispatchedEventFactory(source=source)
+    for url in ("/admin/receivers/source/", change_url(source), reverse("hub-dashboard")):
+        words = text_of(page_of(admin_client, url))
+        assert "under a minute ago" in words, url
+        assert "0 minutes" not in words, url
