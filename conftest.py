@@ -12,6 +12,7 @@ from django.db import connection
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from receivers import refusals
 from subscriptions.tests.receiver import TestReceiver
 
 
@@ -44,6 +45,12 @@ def _services(request):
             redis.Redis.from_url(url, socket_connect_timeout=2).ping()
         except redis.RedisError as exc:
             missing(f"Redis at {url} is not answering: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _no_refusals_of_other_tests():
+    """Refused requests wait in memory until a flush: each test starts without another's."""
+    refusals.discard()
 
 
 @pytest.fixture

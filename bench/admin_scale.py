@@ -2,8 +2,9 @@
 
 Seeds a database of its own (hub_bench_admin by default) with INSERT ... SELECT generate_series,
 then times, with a logged-in Django test Client in this process, the event list, each filter,
-the search by event id, and (for information) the delivery list, an event page and the
-dashboard. Prints the median milliseconds of each page with PASS/FAIL against the budget.
+the search by event id, the search inside payloads (admin and API), and (for information) the
+delivery list, an event page and the dashboard. Prints the median milliseconds of each page with
+PASS/FAIL against the budget.
 
     .venv/bin/python bench/admin_scale.py                 # 1,000,000 events
     .venv/bin/python bench/admin_scale.py --rows 200000 --explain
@@ -54,6 +55,10 @@ TYPES = [
 ]
 RARE_TYPE = "ev/infeasible-charging-goals"  # one event in 10,000
 SUBSCRIPTIONS = ["billing", "analytics", "crm"]
+# Every event names one of DEVICES appliances (data.applianceID, a uuid): about rows / DEVICES
+# events per device; one event names RARE_DEVICE, which nothing else names.
+DEVICES = 2000
+RARE_DEVICE = "fc0a0000-0000-4000-8000-00000000beef"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -110,9 +115,20 @@ def say(text: str) -> None:
 
 
 def seeded_rows() -> int:
+    """The events seeded, or -1 for a seed of an older shape (no device ids in payloads)."""
     from receivers.models import Event
 
+    if not Event.objects.filter(payload__data__has_key="applianceID").exists():
+        return -1
     return Event.objects.count()
+
+
+def device(number: int) -> str:
+    """The appliance id the seed gives events numbered `number` modulo DEVICES (as SQL does)."""
+    import hashlib
+    import uuid
+
+    return str(uuid.UUID(hashlib.md5(f"device-{number % DEVICES}".encode()).hexdigest()))
 
 
 def seed(rows: int) -> None:
@@ -157,9 +173,10 @@ def seed(rows: int) -> None:
                         ELSE ({types})[1 + (g::bigint * 7919) % {len(TYPES)}] END,
                    ts, ts,
                    '{{"content-type": "application/json", "x-signature": "****"}}'::jsonb,
-                   convert_to('{{"id": "evt-' || g || '", "data": {{"n": ' || g || '}}}}',
-                              'UTF8'),
-                   jsonb_build_object('id', 'evt-' || g, 'data', jsonb_build_object('n', g)),
+                   convert_to(jsonb_build_object('id', 'evt-' || g, 'data',
+                       jsonb_build_object('n', g, 'applianceID', dev))::text, 'UTF8'),
+                   jsonb_build_object('id', 'evt-' || g, 'data',
+                       jsonb_build_object('n', g, 'applianceID', dev)),
                    g % 200 = 0,
                    CASE WHEN g % 200 = 0 THEN 'ignored'
                         WHEN g % 5000 = 1 THEN 'pending'
@@ -167,7 +184,9 @@ def seed(rows: int) -> None:
                    0
             FROM generate_series(1, {int(rows)}) AS g,
                  LATERAL (SELECT now() - make_interval(secs => {seconds}.0 * g / {int(rows)}))
-                 AS t(ts)
+                 AS t(ts),
+                 LATERAL (SELECT CASE WHEN g = {int(rows) // 3} THEN '{RARE_DEVICE}'
+                     ELSE md5('device-' || g % {DEVICES})::uuid::text END) AS d(dev)
             """
         )
         say("seeding deliveries and attempts for a quarter of the events")
@@ -234,6 +253,14 @@ def pages(rows: int) -> list[Page]:
 
     events = "/admin/receivers/event/"
     deliveries = "/admin/subscriptions/delivery/"
+    busy_device = device(rows // 2)
+
+    def payload(*terms: str) -> str:
+        return f"{events}?{urlencode({'q': ' '.join(terms)})}"
+
+    def api(*terms: str) -> str:
+        return f"/api/v1/events/?{urlencode([('payload', t) for t in terms])}"
+
     return [
         Page("event list", events),
         Page("event list, page 50", f"{events}?p=50"),
@@ -255,6 +282,28 @@ def pages(rows: int) -> list[Page]:
         ),
         Page("search: event id", f"{events}?q={middle}"),
         Page("search: unknown event id", f"{events}?q=evt-does-not-exist"),
+        Page(
+            f"payload: a device (~{rows // DEVICES:,} events)",
+            payload(f"data.applianceID={busy_device}"),
+        ),
+        Page("payload: a device with 1 event", payload(f"data.applianceID={RARE_DEVICE}")),
+        Page("payload: an unknown device", payload("data.applianceID=fc0a-not-there")),
+        Page("payload: a number (n=g)", payload(f"data.n={rows // 2}")),
+        Page(
+            "payload: device + number",
+            payload(f"data.applianceID={busy_device}", f"data.n={rows // 2}"),
+        ),
+        Page(
+            "payload: device + busy source",
+            payload(f"data.applianceID={busy_device}") + f"&source__id__exact={busy}",
+        ),
+        Page("API payload: a device", api(f"data.applianceID:{busy_device}")),
+        Page("API payload: a device with 1 event", api(f"data.applianceID:{RARE_DEVICE}")),
+        Page("API payload: an unknown device", api("data.applianceID:fc0a-not-there")),
+        Page(
+            "API payload: device + number",
+            api(f"data.applianceID:{busy_device}", f"data.n:{rows // 2}"),
+        ),
         Page("event detail", f"{events}{event_pk}/change/", required=False),
         Page("delivery list", deliveries, required=False),
         Page("deliveries: failed", f"{deliveries}?status__exact=failed", required=False),
@@ -329,7 +378,7 @@ def main(argv: list[str]) -> int:
         ok = median < args.budget_ms
         verdict = ("PASS" if ok else "FAIL") if page.required else ("ok" if ok else "slow")
         failures += page.required and not ok
-        print(f"  {page.name:<34} {median:6.0f} ms  (worst {worst:4.0f})  {verdict}", flush=True)
+        print(f"  {page.name:<36} {median:6.0f} ms  (worst {worst:4.0f})  {verdict}", flush=True)
     say(
         f"{args.rows:,} events: "
         + ("every required page within budget" if not failures else f"{failures} page(s) FAIL")

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class HubConfig(AppConfig):
@@ -15,3 +16,10 @@ class HubConfig(AppConfig):
 
         mask_every_record()
         metrics.flush_to(add_from_flusher, settings.HUB_METRICS_FLUSH_SECONDS)
+
+
+class HubAdminConfig(admin_apps.AdminConfig):
+    """Django's admin with the hub's site (hub/admin_site.py); named in INSTALLED_APPS."""
+
+    default = False  # "hub" in INSTALLED_APPS still means HubConfig
+    default_site = "hub.admin_site.HubAdminSite"

@@ -20,8 +20,17 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from receivers.models import Event, EventStatus, Source
-from subscriptions.models import OPEN_STATUSES, Attempt, Delivery, DeliveryStatus, Subscription
+from receivers import activity
+from receivers.models import Event, EventStatus, RefusalReason, Source
+from subscriptions.models import (
+    OPEN_STATUSES,
+    Alert,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+)
+from subscriptions.states import State, state_of
 
 BACKLOG_STATUSES = (*OPEN_STATUSES, DeliveryStatus.SENDING)
 BIG_EVENT_COLUMNS = ("event__raw_body", "event__payload", "event__headers")
@@ -40,6 +49,8 @@ PALETTE = (
 OTHER_COLOR = "#9aa5b1"
 MAX_SERIES = len(PALETTE)
 MAX_SUBSCRIPTIONS = 200
+MAX_SOURCES = 200
+MAX_ALERTS = 50
 HOUR_CACHE_SECONDS = 3600
 CHART_WIDTH = 960
 CHART_HEIGHT = 180
@@ -198,6 +209,10 @@ class SubscriptionHealth:
     oldest_waiting: datetime | None
 
     @property
+    def state(self) -> State:
+        return state_of(self.subscription)
+
+    @property
     def failure_rate(self) -> float | None:
         return 100 * self.failed_attempts / self.attempts if self.attempts else None
 
@@ -267,6 +282,53 @@ def oldest_pending_event() -> Event | None:
     )
 
 
+@dataclass
+class SourceActivity:
+    source: Source | None  # None: requests to no known source
+    accepted: int
+    refused: int
+    last_refusal_at: datetime | None = None
+    last_refusal_reason: str = ""
+    silent_since: datetime | None = None
+    note: str = ""
+
+
+def source_activity(now: datetime) -> list[SourceActivity]:
+    """Per source, the last 24 hours: events accepted next to requests refused; the last
+    refusal, and whether it fell silent."""
+    current = now.replace(minute=0, second=0, microsecond=0)
+    accepted: dict[int, int] = defaultdict(int)
+    for (_hour, source_id), n in hourly_counts(current - timedelta(hours=23), current).items():
+        accepted[source_id] += n
+    refused = activity.refused_per_source(now - activity.DAY)
+    rows = []
+    sources = activity.with_activity(Source.objects.order_by("slug"), now)[:MAX_SOURCES]
+    for source in sources:
+        since = activity.silent_since(source, source.last_event_at, now)
+        rows.append(
+            SourceActivity(
+                source,
+                accepted[source.pk],
+                refused.get(source.pk, 0),
+                source.last_refusal_at,
+                RefusalReason(source.last_refusal_reason).label if source.last_refusal_at else "",
+                since,
+                activity.Silence(source, since).note if since else "",
+            )
+        )
+    if refused.get(None):
+        rows.append(SourceActivity(None, 0, refused[None]))
+    return rows
+
+
+def open_alerts() -> list[Alert]:
+    return list(
+        Alert.objects.filter(cleared_at=None)
+        .select_related("subscription", "source")
+        .order_by("-opened_at")[:MAX_ALERTS]
+    )
+
+
 def dashboard(request: HttpRequest) -> TemplateResponse:
     if not request.user.has_perm("receivers.view_event"):
         raise PermissionDenied
@@ -279,6 +341,8 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         "charts": chart_list,
         "legend": legend,
         "subscriptions": subscription_health(now),
+        "sources": source_activity(now),
+        "alerts": open_alerts(),
         "oldest_delivery": oldest_undelivered(),
         "oldest_pending": oldest_pending_event(),
     }

@@ -26,10 +26,19 @@ from prometheus_client.core import (
     Metric,
 )
 
+import receivers.refusals  # noqa: F401 - declares the refusal metrics in FAMILIES
 import subscriptions.metrics  # noqa: F401 - declares the delivery metrics in FAMILIES
+from receivers import activity
 from receivers import metrics as recorded
 from receivers.models import Event, EventStatus
-from subscriptions.models import OPEN_STATUSES, Delivery, DeliveryStatus, Subscription
+from subscriptions.models import (
+    OPEN_STATUSES,
+    Alert,
+    AlertKind,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+)
 
 from .models import MetricTotal
 
@@ -132,6 +141,8 @@ def gauges() -> Iterator[Metric]:
         states.add_metric([state], n)
     yield states
 
+    yield from watch_gauges()
+
     oldest = oldest_undelivered()
     yield GaugeMetricFamily(
         "hub_oldest_undelivered_event_age_seconds",
@@ -139,6 +150,28 @@ def gauges() -> Iterator[Metric]:
         "unpaused subscription (0 when none is).",
         value=0.0 if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds()),
     )
+
+
+def watch_gauges() -> Iterator[Metric]:
+    """Silent sources and open alerts: what the alerts' conditions say now."""
+    now = timezone.now()
+    silent = GaugeMetricFamily(
+        "hub_source_silent",
+        "1 when a source with an expected interval has received nothing for that long, else 0.",
+        labels=["source"],
+    )
+    for source, last_event_at in activity.watched(now):
+        flagged = activity.silent_since(source, last_event_at, now) is not None
+        silent.add_metric([source.slug], 1.0 if flagged else 0.0)
+    yield silent
+    alerts = GaugeMetricFamily("hub_alerts_open", "Alerts open now, by kind.", labels=["kind"])
+    counts = dict(
+        Alert.objects.filter(cleared_at=None).values_list("kind").annotate(n=Count("pk")).order_by()
+    )
+    for kind in AlertKind.values:
+        if kind != AlertKind.SUBSCRIPTION_RECOVERED:  # a notice, never open
+            alerts.add_metric([kind], counts.get(kind, 0))
+    yield alerts
 
 
 def oldest_undelivered():

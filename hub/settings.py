@@ -4,92 +4,26 @@ A bad or missing value raises ImproperlyConfigured when Django starts, never at 
 request. `.env.example` lists every variable; the README explains each one.
 """
 
-import base64
-import hashlib
-import ipaddress
-import os
 from pathlib import Path
 
 import dj_database_url
-from cryptography.fernet import Fernet
-from django.core.exceptions import ImproperlyConfigured
+import django
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
+
+from .environment import (
+    env_bool,
+    env_fernet_keys,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # What the embedded default writes while it runs (SQLite, the filesystem broker): one ignored
 # folder, removed by `make clean`.
 RUN_DIR = BASE_DIR / ".run"
-
-
-def env_str(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        if default is None:
-            raise ImproperlyConfigured(f"The environment variable {name} is required.")
-        return default
-    return value
-
-
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}.") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}.")
-    return value
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}.")
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
-
-
-def env_networks(name: str) -> tuple:
-    """Comma-separated IP addresses or CIDR ranges."""
-    networks = []
-    for item in env_list(name, ""):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"{name} must list IP addresses or CIDR ranges, got {item!r}."
-            ) from None
-    return tuple(networks)
-
-
-def env_fernet_keys(name: str, development_key: str | None) -> list[str]:
-    """Comma-separated Fernet keys; unset, a key derived from `development_key` (None: required)."""
-    keys = env_list(name, "")
-    if not keys:
-        if development_key is None:
-            raise ImproperlyConfigured(
-                f"{name} is required when DEBUG is off: one or more Fernet keys, comma-separated "
-                "(generate one with `python -c 'from cryptography.fernet import Fernet; "
-                "print(Fernet.generate_key().decode())'`)."
-            )
-        digest = hashlib.sha256(b"hub secrets at rest\0" + development_key.encode()).digest()
-        return [base64.urlsafe_b64encode(digest).decode()]
-    for position, key in enumerate(keys, start=1):
-        try:
-            Fernet(key)
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"{name}: key {position} is not a Fernet key (32 url-safe base64 bytes)."
-            ) from None
-    return keys
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -122,7 +56,8 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with the hub's site: its index order and "View site" (hub/admin_site.py).
+    "hub.apps.HubAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -179,6 +114,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Times with seconds and the time zone everywhere in the admin (hub/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["hub.formats"]
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
@@ -218,6 +155,48 @@ HUB_PUBLIC_URL = env_str("HUB_PUBLIC_URL", "http://localhost:8000").rstrip("/")
 HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN", "")
 # How often each process adds what it counted to the database's totals (0: never by itself).
 HUB_METRICS_FLUSH_SECONDS = env_int("HUB_METRICS_FLUSH_SECONDS", 5, minimum=0)
+# Refused requests stored per source and minute; the rest are only counted (0: count only).
+HUB_REFUSALS_PER_MINUTE = env_int("HUB_REFUSALS_PER_MINUTE", 60, minimum=0)
+
+# Alerts (subscriptions/alerts/): who is told, and when a source or the backlog is alarming.
+HUB_ALERT_EMAILS = env_list("HUB_ALERT_EMAILS", "")
+for _address in HUB_ALERT_EMAILS:
+    try:
+        validate_email(_address)
+    except ValidationError:
+        raise ImproperlyConfigured(f"HUB_ALERT_EMAILS: {_address!r} is not an address.") from None
+HUB_ALERT_SLACK_URL = env_str("HUB_ALERT_SLACK_URL", "")
+if HUB_ALERT_SLACK_URL and not HUB_ALERT_SLACK_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("HUB_ALERT_SLACK_URL must be an http(s) URL.")
+HUB_ALERT_REFUSALS = env_int("HUB_ALERT_REFUSALS", 20, minimum=1)
+HUB_ALERT_REFUSALS_MINUTES = env_int("HUB_ALERT_REFUSALS_MINUTES", 10, minimum=1)
+HUB_ALERT_BACKLOG = env_int("HUB_ALERT_BACKLOG", 10_000, minimum=1)
+# Django's mail, for the alert mails: the same variables on Django 5.2 (EMAIL_* settings) and
+# 6.1 (its MAILERS setting, which replaces them).
+_mail_backend = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+_mail_options = {
+    "host": env_str("EMAIL_HOST", "localhost"),
+    "port": env_int("EMAIL_PORT", 25, minimum=1),
+    "username": env_str("EMAIL_HOST_USER", ""),
+    "password": env_str("EMAIL_HOST_PASSWORD", ""),
+    "use_tls": env_bool("EMAIL_USE_TLS", False),
+    "use_ssl": env_bool("EMAIL_USE_SSL", False),
+    "timeout": env_int("EMAIL_TIMEOUT", 10, minimum=1),
+}
+if _mail_options["use_tls"] and _mail_options["use_ssl"]:
+    raise ImproperlyConfigured("Set EMAIL_USE_TLS or EMAIL_USE_SSL, not both.")
+if django.VERSION >= (6, 1):
+    _smtp = _mail_backend.endswith(".smtp.EmailBackend")
+    MAILERS = {"default": {"BACKEND": _mail_backend, "OPTIONS": _mail_options if _smtp else {}}}
+else:
+    EMAIL_BACKEND = _mail_backend
+    EMAIL_HOST, EMAIL_PORT = _mail_options["host"], _mail_options["port"]
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _mail_options["username"], _mail_options["password"]
+    EMAIL_USE_TLS, EMAIL_USE_SSL = _mail_options["use_tls"], _mail_options["use_ssl"]
+    EMAIL_TIMEOUT = _mail_options["timeout"]
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 HUB_LOG_FORMAT = env_str("HUB_LOG_FORMAT", "plain")
 if HUB_LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"HUB_LOG_FORMAT must be plain or json, got {HUB_LOG_FORMAT!r}.")

@@ -51,6 +51,13 @@ class Counter:
         if not _flusher.running:
             _flusher.start()
 
+    def add(self, amount: float, *values: str) -> None:
+        key = (self.name, values, "")
+        with _lock:
+            _pending[key] = _pending.get(key, 0.0) + amount
+        if not _flusher.running:
+            _flusher.start()
+
 
 def bucket_bound(bound: float) -> str:
     """A bucket's upper bound as prometheus_client writes it (floatToGoString), for these sizes."""
@@ -97,7 +104,8 @@ def give_back(amounts: dict[Key, float]) -> None:
 
 
 class Flusher:
-    """The daemon thread of a process that hands what was counted to the sink."""
+    """The daemon thread of a process that hands what was counted to the sink, and runs the
+    jobs that write other in-memory records the same way (receivers/refusals.py)."""
 
     def __init__(self) -> None:
         self.sink: Sink | None = None
@@ -106,6 +114,7 @@ class Flusher:
         self.running = True
         self.wake = threading.Event()
         self.failures = 0
+        self.jobs: list[Callable[[], None]] = []
 
     def configure(self, sink: Sink | None, interval: float) -> None:
         # No interval, no flushing at all (not even at exit): the caller takes the counts.
@@ -129,20 +138,30 @@ class Flusher:
     def flush(self) -> bool:
         if self.sink is None:
             return False
+        # The jobs first: what they count (refusals dropped) goes with this flush.
+        ok = True
+        for step in (*self.jobs, self.flush_counts):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - kept and retried; the process goes on
+                ok = False
+                self.failures += 1
+                # One line per outage, not one per try.
+                if self.failures == 1:
+                    logger.warning("metrics not stored, kept for the next try: %s", exc)
+        if ok:
+            self.failures = 0
+        return ok
+
+    def flush_counts(self) -> None:
         amounts = take()
         if not amounts:
-            return True
+            return
         try:
             self.sink(amounts)
-        except Exception as exc:  # noqa: BLE001 - kept and retried; the process goes on
+        except Exception:
             give_back(amounts)
-            self.failures += 1
-            # One line per outage, not one per try.
-            if self.failures == 1:
-                logger.warning("metrics not stored, kept for the next try: %s", exc)
-            return False
-        self.failures = 0
-        return True
+            raise
 
     def after_fork(self) -> None:
         global _lock, _pending
@@ -160,6 +179,12 @@ def flush_to(sink: Sink | None, interval: float) -> None:
     """Hand what is counted to `sink` every `interval` seconds from a thread started at the
     first count (none when interval is 0: take() is then for the caller), and at exit."""
     _flusher.configure(sink, interval)
+
+
+def also_flush(job: Callable[[], None]) -> None:
+    """Run `job` at each flush too: it writes what it kept, and keeps it when that fails."""
+    if job not in _flusher.jobs:
+        _flusher.jobs.append(job)
 
 
 def flush_now() -> bool:

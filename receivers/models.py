@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .encryption import EncryptedTextField
-from .providers import PROVIDERS, provider_choices
+from .providers import INTERNAL, PROVIDERS, provider_choices
 
 
 class HmacAlgorithm(models.TextChoices):
@@ -78,6 +78,14 @@ class Source(models.Model):
             "in the template too."
         ),
     )
+    expected_interval = models.DurationField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Flag the source as silent (and raise source.silent) when nothing arrives for this "
+            'long, e.g. "1:00:00" for an hour. Empty: never.'
+        ),
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,6 +94,11 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def is_internal(self) -> bool:
+        """The hub's own source (its alerts): written by the hub, never by a request."""
+        return self.provider in INTERNAL
 
     def clean(self) -> None:
         errors = self.option_errors()
@@ -162,7 +175,8 @@ def mask(value: str) -> str:
 class EventStatus(models.TextChoices):
     PENDING = "pending", "Stored, waiting for fan-out"
     DISPATCHED = "dispatched", "Deliveries created"
-    IGNORED = "ignored", "Not relayed (test event or no subscriber)"
+    # Which of the two is shown per event (the admin reads is_test): see not_relayed_reason.
+    IGNORED = "ignored", "Not relayed"
 
 
 class Event(models.Model):
@@ -201,7 +215,85 @@ class Event(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.source_id}:{self.type}:{self.external_id}"
+        return f"{self.source.slug} · {self.type} · {self.external_id}"
+
+    @property
+    def status_text(self) -> str:
+        """The status in words; for an event not relayed, which of the two reasons."""
+        if self.status != EventStatus.IGNORED:
+            return self.get_status_display()
+        reason = "a test event" if self.is_test else "no subscription matched"
+        return f"Not relayed: {reason}"
+
+
+class RefusalReason(models.TextChoices):
+    SIGNATURE = "signature", "Verification failed"
+    STALE_TIMESTAMP = "stale_timestamp", "Signed timestamp outside the tolerance"
+    IP_NOT_ALLOWED = "ip_not_allowed", "Address not on the allow list"
+    UNKNOWN_SOURCE = "unknown_source", "Unknown or disabled source"
+    BAD_PAYLOAD = "bad_payload", "Body not JSON or missing what the provider needs"
+    TOO_LARGE = "too_large", "Body too large"
+
+
+class Refusal(models.Model):
+    """One refused request, without any header or body (receivers/refusals.py records them,
+    at most HUB_REFUSALS_PER_MINUTE per source and minute)."""
+
+    at = models.DateTimeField()
+    # The source the slug named, when there is one (also a disabled one); the slug as tried.
+    source = models.ForeignKey(
+        Source, null=True, blank=True, related_name="refusals", on_delete=models.CASCADE
+    )
+    slug = models.CharField(max_length=100)
+    reason = models.CharField(max_length=20, choices=RefusalReason.choices)
+    remote_addr = models.CharField(max_length=64, blank=True)
+    body_size = models.PositiveIntegerField(default=0)
+    # Why, for the operator (e.g. "no digest matches an active secret"); never a secret.
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["-at", "-id"], name="refusal_at_idx"),
+            models.Index(fields=["source", "-at"], name="refusal_source_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slug}: {self.reason} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class RefusalMinute(models.Model):
+    """Refusals per source and minute: how many there were and how many were stored; the
+    difference is what the cap dropped. A null source is every request to no known source."""
+
+    source = models.ForeignKey(
+        Source, null=True, blank=True, related_name="refusal_minutes", on_delete=models.CASCADE
+    )
+    minute = models.DateTimeField()
+    refused = models.PositiveIntegerField(default=0)
+    stored = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "minute"],
+                condition=Q(source__isnull=False),
+                name="refusal_minute_per_source",
+            ),
+            models.UniqueConstraint(
+                fields=["minute"],
+                condition=Q(source__isnull=True),
+                name="refusal_minute_unknown_source",
+            ),
+        ]
+        indexes = [models.Index(fields=["minute"], name="refusal_minute_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id or '(unknown)'} {self.minute:%Y-%m-%d %H:%M}: {self.refused}"
+
+    @property
+    def dropped(self) -> int:
+        return self.refused - self.stored
 
 
 class SeenEvent(models.Model):

@@ -1,4 +1,5 @@
-"""Deleting events older than HUB_RETENTION_DAYS, in small batches that never block receiving.
+"""Deleting events older than HUB_RETENTION_DAYS, in small batches that never block receiving;
+the record of refused requests is kept exactly as long.
 
 The ids of deleted events move to the replay ledger (SeenEvent) in the same transaction, and
 stay there for HUB_DEDUP_DAYS: a captured request replayed after the purge is a duplicate.
@@ -11,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Event, SeenEvent
+from .models import Event, Refusal, RefusalMinute, SeenEvent
 
 BATCH = 1000
 
@@ -21,8 +22,10 @@ def purge_old_events(
     batch_size: int = BATCH,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Delete old events with their deliveries and attempts; returns how many events went."""
+    """Delete old events with their deliveries and attempts, and old refusals; returns how
+    many events went."""
     cutoff = timezone.now() - timedelta(days=days or settings.HUB_RETENTION_DAYS)
+    purge_old_refusals(cutoff, batch_size)
     deleted = 0
     while True:
         rows = list(
@@ -58,3 +61,20 @@ def forget_old_ids(batch_size: int = BATCH) -> int:
             return forgotten
         SeenEvent.objects.filter(pk__in=keys).delete()
         forgotten += len(keys)
+
+
+def purge_old_refusals(cutoff, batch_size: int = BATCH) -> int:
+    """Refusals and their per-minute counts from before `cutoff`; returns how many refusals."""
+    deleted = 0
+    while True:
+        ids = list(
+            Refusal.objects.filter(at__lt=cutoff)
+            .order_by("at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        Refusal.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)
+    RefusalMinute.objects.filter(minute__lt=cutoff).delete()
+    return deleted

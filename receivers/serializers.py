@@ -1,13 +1,15 @@
 import copy
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .activity import silent_since
 from .masking import shown_headers
-from .models import VERIFICATION_FIELDS, Event, Source
+from .models import VERIFICATION_FIELDS, Event, Refusal, Source
 from .services import readable_payload
-from .sources import create_source, receive_url, replace_secrets
+from .sources import ROTATION_GRACE_HOURS, create_source, receive_url, replace_secrets
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -20,6 +22,10 @@ class SourceSerializer(serializers.ModelSerializer):
     )
     receive_url = serializers.SerializerMethodField()
     active_secrets = serializers.SerializerMethodField()
+    activity = serializers.SerializerMethodField(
+        help_text="The last event, since when the source is silent (null: it is not), and the "
+        "requests refused in the last 24 hours with the last one."
+    )
 
     class Meta:
         model = Source
@@ -28,11 +34,13 @@ class SourceSerializer(serializers.ModelSerializer):
             "provider",
             "is_active",
             "description",
+            "expected_interval",
             "secrets",
             "active_secrets",
             "receive_url",
             *VERIFICATION_FIELDS,
             "created_at",
+            "activity",
         ]
         read_only_fields = ["created_at"]
 
@@ -41,6 +49,23 @@ class SourceSerializer(serializers.ModelSerializer):
 
     def get_active_secrets(self, source: Source) -> list[str]:
         return [secret.masked for secret in source.secrets.active()]
+
+    def get_activity(self, source: Source) -> dict:
+        # Annotated by receivers.activity.with_activity in the viewset; absent on a new source.
+        last_event_at = getattr(source, "last_event_at", None)
+        last_refusal_at = getattr(source, "last_refusal_at", None)
+        field = serializers.DateTimeField()
+        since = silent_since(source, last_event_at, timezone.now())
+        return {
+            "last_event_at": last_event_at and field.to_representation(last_event_at),
+            "silent_since": since and field.to_representation(since),
+            "refused_last_24h": getattr(source, "refused_day", 0),
+            "last_refusal": last_refusal_at
+            and {
+                "at": field.to_representation(last_refusal_at),
+                "reason": source.last_refusal_reason,
+            },
+        }
 
     def validate(self, attrs):
         if self.instance is not None and attrs.get("provider", self.instance.provider) != (
@@ -115,3 +140,27 @@ class EventDetailSerializer(EventListSerializer):
     @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
     def get_headers(self, event: Event) -> dict[str, str]:
         return shown_headers(event)
+
+
+class RefusalSerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Refusal
+        fields = ["id", "at", "slug", "source", "reason", "detail", "remote_addr", "body_size"]
+
+
+class RotateSecretSerializer(serializers.Serializer):
+    grace_hours = serializers.IntegerField(
+        min_value=0,
+        max_value=24 * 30,
+        default=ROTATION_GRACE_HOURS,
+        help_text="How long the current secrets stay valid next to the new one.",
+    )
+    secret = serializers.CharField(
+        min_length=8,
+        max_length=500,
+        required=False,
+        write_only=True,
+        help_text="The new secret; one is generated when none is given.",
+    )

@@ -22,9 +22,10 @@ from django.utils import timezone
 from . import metrics
 from .lookup import cached_source, find_source, forget_sources
 from .masking import masked_headers
-from .models import Event, EventStatus, Source
+from .models import Event, EventStatus, RefusalReason, Source
 from .providers import get_provider
-from .providers.base import BadPayload, Incoming, Provider, VerificationFailed
+from .providers.base import BadPayload, Incoming, Provider, StaleTimestamp, VerificationFailed
+from .refusals import refuse
 from .signals import event_stored
 from .storage import NewEvent, bounded_transaction, insert_events
 from .text import sendable_header_value, storable_text
@@ -114,6 +115,7 @@ class Verified:
     slug: str
     provider: Provider
     event: NewEvent
+    remote_addr: str = ""
 
 
 def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
@@ -121,24 +123,30 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
 
     The fast path (receivers.fastpath) calls it by itself and stores its events in batches."""
     found = cached_source(slug)
+    size = len(incoming.body)
     if found is None:
-        metrics.rejected(None, "unknown_source")
+        refuse(RefusalReason.UNKNOWN_SOURCE, slug, None, incoming.remote_addr, size)
         return NOT_FOUND
     source, secrets = found
     provider = get_provider(source.provider)
-    reason = unauthentic(slug, source, provider, secrets, incoming)
-    if reason is not None:
-        metrics.rejected(slug, reason)
+    refused = unauthentic(slug, source, provider, secrets, incoming)
+    if refused is not None:
+        reason, detail = refused
+        # Logged as often as recorded: a flood of bad requests cannot flood the log either.
+        if refuse(reason, slug, source.pk, incoming.remote_addr, size, detail):
+            logger.warning("source %s refused: %s", slug, detail, extra={"source": slug})
         return UNAUTHORIZED
 
     try:
         payload = load_json(incoming.body)
         parsed = provider.parse(payload, incoming)
     except BadPayload as exc:
-        metrics.rejected(slug, "bad_payload")
+        refuse(RefusalReason.BAD_PAYLOAD, slug, source.pk, incoming.remote_addr, size, str(exc))
         return Outcome(400, {"error": str(exc)})
     if not sendable_header_value(parsed.type):
         # Relayed as the x-hub-event-type header, such a type would fail every attempt.
+        detail = BAD_TYPE.body["error"]
+        refuse(RefusalReason.BAD_PAYLOAD, slug, source.pk, incoming.remote_addr, size, detail)
         return BAD_TYPE
 
     secret_headers = provider.credential_headers(source)
@@ -154,30 +162,26 @@ def verify(slug: str, incoming: Incoming) -> Outcome | Verified:
         is_test=parsed.is_test,
         status=EventStatus.IGNORED if parsed.is_test else EventStatus.PENDING,
     )
-    return Verified(slug, provider, event)
+    return Verified(slug, provider, event, incoming.remote_addr)
 
 
 def unauthentic(
     slug: str, source: Source, provider: Provider, secrets: list[str], incoming: Incoming
-) -> str | None:
-    """Why the request is refused as unauthentic (logged, never told the caller), or None."""
+) -> tuple[str, str] | None:
+    """Why the request is refused as unauthentic, as a reason and a detail for the operator
+    (recorded and logged, never told the caller), or None."""
     if not ip_allowed(source, incoming.remote_addr):
-        logger.warning(
-            "source %s: request from %s is not on the allow list",
-            slug,
-            incoming.remote_addr,
-            extra={"source": slug},
-        )
-        return "ip_not_allowed"
-    if source.verify_nothing:
+        return RefusalReason.IP_NOT_ALLOWED, f"{incoming.remote_addr} is not on the allow list"
+    if source.verify_nothing and not provider.internal:
         return None
     try:
         if not secrets:
             raise VerificationFailed("the source has no active secret")
         provider.verify(incoming, secrets, source)
+    except StaleTimestamp as exc:
+        return RefusalReason.STALE_TIMESTAMP, str(exc)
     except VerificationFailed as exc:
-        logger.warning("source %s: verification failed: %s", slug, exc, extra={"source": slug})
-        return "signature"
+        return RefusalReason.SIGNATURE, str(exc)
     return None
 
 
@@ -196,7 +200,8 @@ def not_stored(verified: Verified, exc: IntegrityError) -> Outcome:
     """The cached source was deleted a moment ago: 404. Anything else is a bug: re-raised."""
     forget_sources()
     if find_source(verified.slug) is None:
-        metrics.rejected(None, "unknown_source")
+        size = len(verified.event.raw_body)
+        refuse(RefusalReason.UNKNOWN_SOURCE, verified.slug, None, verified.remote_addr, size)
         return NOT_FOUND
     raise exc
 

@@ -14,8 +14,9 @@ from django.conf import settings
 from django.http import HttpHeaders, HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
-from . import metrics
+from .models import RefusalReason
 from .providers.base import CaseInsensitiveDict, Incoming
+from .refusals import refuse
 from .services import Outcome, Verified, client_address, receive
 
 ALLOWED = "POST"
@@ -40,10 +41,13 @@ def handle(
         declared = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 400, {"error": "Invalid Content-Length."}, {}
+    remote_addr = client_address(meta.get("REMOTE_ADDR", ""), meta.get("HTTP_X_FORWARDED_FOR", ""))
     # Read past the limit by one byte so a body without Content-Length is still capped.
     body = b"" if declared > limit else read(limit + 1)
     if declared > limit or len(body) > limit:
-        metrics.rejected(None, "too_large")
+        # Refused before the source is looked up: a sender cannot make the hub query for it.
+        size = max(declared, len(body))
+        refuse(RefusalReason.TOO_LARGE, slug, None, remote_addr, size, f"over {limit} bytes")
         return 413, {"error": f"The body is larger than {limit} bytes."}, {}
     query = meta.get("QUERY_STRING", "")
     incoming = Incoming(
@@ -51,9 +55,7 @@ def handle(
         headers=request_headers(meta),
         query=QueryDict(query).dict() if query else {},
         path_suffix=rest,
-        remote_addr=client_address(
-            meta.get("REMOTE_ADDR", ""), meta.get("HTTP_X_FORWARDED_FOR", "")
-        ),
+        remote_addr=remote_addr,
     )
     outcome = receive(slug, incoming)
     if isinstance(outcome, Verified):

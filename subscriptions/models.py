@@ -207,7 +207,7 @@ class Delivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.webhook_id} to {self.subscription_id}"
+        return f"{self.webhook_id} to {self.subscription.name}"
 
 
 class Attempt(models.Model):
@@ -225,3 +225,108 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.pk} of {self.delivery_id}"
+
+
+class AlertKind(models.TextChoices):
+    SUBSCRIPTION_FAILING = "subscription.failing", "Subscription failing"
+    SUBSCRIPTION_RECOVERED = "subscription.recovered", "Subscription recovered"
+    SUBSCRIPTION_DISABLED = "subscription.disabled", "Subscription disabled"
+    DELIVERY_EXHAUSTED = "delivery.exhausted", "Delivery failed for good"
+    SOURCE_REJECTING = "source.rejecting", "Source's requests refused"
+    SOURCE_SILENT = "source.silent", "Source silent"
+    BACKLOG_HIGH = "backlog.high", "Backlog high"
+
+
+class Alert(models.Model):
+    """A condition the hub raised (subscriptions/services/alerts.py): open until it clears, one
+    at a time per condition. Each is also an event of the hub's own source."""
+
+    kind = models.CharField(max_length=30, choices=AlertKind.choices)
+    # What it is about, e.g. "subscription:5": one open alert per kind and key.
+    key = models.CharField(max_length=100)
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, related_name="alerts", on_delete=models.CASCADE
+    )
+    source = models.ForeignKey(
+        Source, null=True, blank=True, related_name="alerts", on_delete=models.CASCADE
+    )
+    message = models.CharField(max_length=500)
+    opened_at = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    # The hub's event that carries it to subscribers (gone when retention purges it).
+    event = models.ForeignKey(
+        Event, null=True, blank=True, related_name="+", on_delete=models.SET_NULL
+    )
+    # Set when the mail and the Slack message were handed out (or there was none to send).
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "key"],
+                condition=models.Q(cleared_at__isnull=True),
+                name="alert_one_open_per_condition",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["cleared_at", "-opened_at"], name="alert_open_idx"),
+            models.Index(
+                fields=["opened_at"],
+                condition=models.Q(notified_at__isnull=True),
+                name="alert_unnotified_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+class BackfillState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
+class Backfill(models.Model):
+    """Stored events sent to a subscription on request, in received order, in chunks
+    (subscriptions/services/backfill.py); the cursor makes a lost run resumable."""
+
+    subscription = models.ForeignKey(
+        Subscription, related_name="backfills", on_delete=models.CASCADE
+    )
+    received_after = models.DateTimeField()
+    received_before = models.DateTimeField()
+    event_types = models.JSONField(
+        default=list, blank=True, help_text="Narrow to these types or globs (empty: all)."
+    )
+    sources = models.ManyToManyField(
+        Source, blank=True, related_name="+", help_text="Narrow to these sources (empty: all)."
+    )
+    resend = models.BooleanField(
+        default=False, help_text="Send again the events already delivered to this subscription."
+    )
+    state = models.CharField(
+        max_length=10, choices=BackfillState.choices, default=BackfillState.QUEUED
+    )
+    total = models.PositiveIntegerField(default=0, help_text="Matching events when it was asked.")
+    examined = models.PositiveIntegerField(default=0)
+    queued = models.PositiveIntegerField(default=0, help_text="Deliveries made or sent again.")
+    skipped = models.PositiveIntegerField(
+        default=0, help_text="Events already delivered, or on their way."
+    )
+    # The last event done, in received order: where a run resumes.
+    cursor_received_at = models.DateTimeField(null=True, blank=True)
+    cursor_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # One run at a time; an expired lease (a worker that died) is resumed by the sweep.
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "lease_until"], name="backfill_state_idx")]
+
+    def __str__(self) -> str:
+        return f"backfill {self.pk} to {self.subscription}"

@@ -8,7 +8,8 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from receivers.models import Event
+from receivers.models import Event, Source
+from receivers.providers import INTERNAL
 
 from .models import OPEN_STATUSES, Delivery, DeliveryStatus, Subscription
 
@@ -24,6 +25,11 @@ def active_subscriptions() -> list[tuple[Subscription, set[int]]]:
         .prefetch_related("sources")
     )
     return [(sub, {source.pk for source in sub.sources.all()}) for sub in subscriptions]
+
+
+def internal_source_ids() -> set[int]:
+    """The hub's own source: its events go only to subscriptions that choose it by name."""
+    return set(Source.objects.filter(provider__in=INTERNAL).values_list("pk", flat=True))
 
 
 def failed_delivery_ids(**filters) -> list[int]:

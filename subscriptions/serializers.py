@@ -1,4 +1,5 @@
 from django.core.validators import slug_re
+from django.utils import timezone
 from rest_framework import serializers
 
 from receivers.models import Source
@@ -6,11 +7,13 @@ from receivers.models import Source
 from .models import (
     HEALTH_FIELDS,
     Attempt,
+    Backfill,
     Delivery,
     Subscription,
     keep_masked_values,
     masked_values,
 )
+from .services.controls import SIGNING_GRACE_HOURS
 from .signing import SECRET_PREFIX, secret_bytes
 
 
@@ -117,3 +120,66 @@ class DeliverySerializer(serializers.ModelSerializer):
             "delivered_at",
             "attempts",
         ]
+
+
+class BackfillRequestSerializer(serializers.Serializer):
+    received_after = serializers.DateTimeField()
+    received_before = serializers.DateTimeField(required=False, help_text="Default: now.")
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=255),
+        required=False,
+        max_length=100,
+        help_text="Types or globs to narrow to (default: every type the subscription takes).",
+    )
+    sources = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Source.objects.all(),
+        many=True,
+        required=False,
+        help_text="Sources to narrow to (default: every source the subscription takes).",
+    )
+    resend = serializers.BooleanField(
+        default=False, help_text="Also send the events already delivered to the subscription."
+    )
+    preview = serializers.BooleanField(
+        default=False, help_text="Only count: nothing is sent (200 instead of 202)."
+    )
+
+    def validate(self, attrs):
+        attrs.setdefault("received_before", timezone.now())
+        if attrs["received_after"] >= attrs["received_before"]:
+            raise serializers.ValidationError("received_after must come before received_before.")
+        return attrs
+
+
+class BackfillSerializer(serializers.ModelSerializer):
+    sources = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+
+    class Meta:
+        model = Backfill
+        fields = [
+            "id",
+            "subscription",
+            "state",
+            "received_after",
+            "received_before",
+            "event_types",
+            "sources",
+            "resend",
+            "total",
+            "examined",
+            "queued",
+            "skipped",
+            "created_at",
+            "created_by",
+            "finished_at",
+        ]
+
+
+class SigningRotationSerializer(serializers.Serializer):
+    grace_hours = serializers.IntegerField(
+        min_value=0,
+        max_value=24 * 30,
+        default=SIGNING_GRACE_HOURS,
+        help_text="How long the previous secret also signs (as a second signature).",
+    )

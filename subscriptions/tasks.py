@@ -7,7 +7,7 @@ The replay request is the exception, and is acknowledged late.
 from celery import shared_task
 
 from . import work
-from .services import drain, fanout, replay
+from .services import backfill, drain, fanout, notify, replay
 from .services.sweep import sweep_unless_running
 
 
@@ -37,3 +37,14 @@ def replay_deliveries_task(delivery_ids: list[int]) -> int:
 @shared_task(name=work.SWEEP, ignore_result=True)
 def sweep() -> dict | None:
     return sweep_unless_running()
+
+
+@shared_task(name=work.NOTIFY_ALERTS, ignore_result=True)
+def notify_alerts() -> int:
+    return notify.notify_pending()
+
+
+# A backfill's progress is in its row: a lost message is resumed by the sweep.
+@shared_task(name=work.RUN_BACKFILL, ignore_result=True)
+def run_backfill(backfill_id: int) -> int:
+    return backfill.run(backfill_id)

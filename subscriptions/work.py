@@ -12,6 +12,8 @@ FAN_OUT_PENDING = "subscriptions.tasks.fan_out_pending"
 DRAIN_SUBSCRIPTION = "subscriptions.tasks.drain_subscription"
 REPLAY_DELIVERIES = "subscriptions.tasks.replay_deliveries"
 SWEEP = "subscriptions.tasks.sweep"
+NOTIFY_ALERTS = "subscriptions.tasks.notify_alerts"
+RUN_BACKFILL = "subscriptions.tasks.run_backfill"
 
 
 def request(task_name: str, *args) -> None:

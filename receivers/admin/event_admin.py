@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
+from .. import payload_search
 from ..masking import shown_headers
 from ..models import Event
 from .lists import HistoryAdminMixin, ScaledListMixin, distinct_values
@@ -39,7 +40,7 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
         "source",
         "type",
         "external_id",
-        "status",
+        "relay_status",
         "is_test",
         "duplicates",
     ]
@@ -57,14 +58,18 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
     # Only the indexed ordering: sorting a million rows by another column is a full sort.
     sortable_by = ["received_at"]
     search_fields = ["external_id__exact"]
-    search_help_text = "The event id exactly as the platform sent it."
+    search_help_text = (
+        "The event id exactly as the platform sent it, or path=value inside the payload: "
+        'data.applianceID=fc0a…, payload[].meter_id=65f1…, data.code="42" (a string only); '
+        "several, separated by spaces, must all match."
+    )
     fieldsets = [
         (
             None,
             {
                 "fields": (
                     ("source", "type"),
-                    ("external_id", "status"),
+                    ("external_id", "relay_status"),
                     ("received_at", "occurred_at"),
                     ("is_test", "duplicates", "body_size"),
                 )
@@ -77,7 +82,7 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
         "source",
         "type",
         "external_id",
-        "status",
+        "relay_status",
         "received_at",
         "occurred_at",
         "is_test",
@@ -91,6 +96,20 @@ class EventAdmin(HistoryAdminMixin, ScaledListMixin, admin.ModelAdmin):
         # The page shows the raw body; a payload stored before bodies were capped may nest
         # too deep to decode inside a request.
         return super().get_queryset(request).defer("payload")
+
+    def get_search_results(self, request, queryset, search_term):
+        if not payload_search.is_payload_search(search_term):
+            return super().get_search_results(request, queryset, search_term)
+        try:
+            terms = payload_search.parse_admin_search(search_term)
+        except payload_search.PayloadSearchError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return queryset.none(), False
+        return payload_search.matching(queryset, terms), False
+
+    @admin.display(description="status")
+    def relay_status(self, event: Event) -> str:
+        return event.status_text
 
     @admin.display(description="body")
     def body_size(self, event: Event) -> str:

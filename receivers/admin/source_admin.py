@@ -14,9 +14,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from .. import sources
+from .. import activity, sources
 from ..models import VERIFICATION_FIELDS, Source, SourceSecret, mask
 from ..providers import PROVIDERS
+from .activity import SourceActivityMixin
 from .lists import object_or_404
 
 
@@ -107,15 +108,23 @@ def copy_field(value: str) -> str:
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
-    list_display = ["slug", "provider", "is_active", "receive_url", "secrets_summary", "warning"]
+class SourceAdmin(SourceActivityMixin, admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "provider",
+        "is_active",
+        "receive_url",
+        "secrets_summary",
+        "warning",
+        *SourceActivityMixin.activity_columns,
+    ]
     list_filter = ["provider", "is_active"]
     search_fields = ["slug", "description"]
     actions = ["rotate_secrets"]
     inlines = [SecretInline]
     add_form = SourceAddForm
-    readonly_fields = ["receive_url", "warning"]
-    main_fields = ("slug", "provider", "description", "is_active")
+    readonly_fields = ["receive_url", "warning", *SourceActivityMixin.activity_fields]
+    main_fields = ("slug", "provider", "description", "is_active", "expected_interval")
     verification_fieldset = (
         "Verification",
         {"fields": ("verify_nothing", "allowed_ips", "tolerance_seconds")},
@@ -124,7 +133,8 @@ class SourceAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         # Secret values are never shown: they stay in the database, undecrypted.
         secrets = Prefetch("secrets", queryset=SourceSecret.objects.defer("value"))
-        return super().get_queryset(request).prefetch_related(secrets)
+        queryset = super().get_queryset(request).prefetch_related(secrets)
+        return activity.with_activity(queryset, timezone.now())
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -135,6 +145,7 @@ class SourceAdmin(admin.ModelAdmin):
             ]
         return [
             ("Receiving", {"fields": ("receive_url", "warning")}),
+            ("Activity", {"fields": self.activity_fields}),
             (None, {"fields": self.main_fields}),
             self.verification_fieldset,
             *provider_fieldsets(),
@@ -196,6 +207,8 @@ class SourceAdmin(admin.ModelAdmin):
 
     @admin.display(description="verification")
     def warning(self, source: Source) -> str:
+        if source.is_internal:
+            return "the hub's own alerts: refuses every request"
         text = sources.verification_warning(source, len(active_secrets(source)))
         if not text:
             return mark_safe('<span class="hub-ok">verified</span>')  # noqa: S308
@@ -206,6 +219,8 @@ class SourceAdmin(admin.ModelAdmin):
     )
     def rotate_secrets(self, request, queryset):
         for source in queryset:
+            if source.is_internal:
+                continue
             self.rotate_and_report(request, source, sources.ROTATION_GRACE_HOURS, None)
 
     def rotate_and_report(

@@ -16,6 +16,9 @@ import re
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 
+from ..models import RefusalReason
+from ..refusals import refuse
+from ..services import client_address
 from .batches import Answer, BatchWriter, Job, encoded, unavailable
 from .server import check_server
 
@@ -61,7 +64,12 @@ class FastPath:
             await respond(send, refusal(scope, 408, "The body took too long to arrive."), True)
             return
         except TooLarge:
-            message = f"The body is larger than {settings.HUB_MAX_BODY_BYTES} bytes."
+            limit = settings.HUB_MAX_BODY_BYTES
+            if route is not None:
+                size = declared_length(scope) or limit + 1
+                detail = f"over {limit} bytes"
+                refuse(RefusalReason.TOO_LARGE, route[0], None, scope_address(scope), size, detail)
+            message = f"The body is larger than {limit} bytes."
             await respond(send, refusal(scope, 413, message), True)
             return
         except Unreadable:
@@ -151,6 +159,13 @@ def replay(body: bytes, receive):
         return await receive()
 
     return receive_again
+
+
+def scope_address(scope: dict) -> str:
+    """The client's address as the allow lists see it (behind a trusted proxy, the platform's)."""
+    client = scope.get("client") or ("", 0)
+    forwarded = dict(scope["headers"]).get(b"x-forwarded-for", b"").decode("latin-1")
+    return client_address(client[0] or "", forwarded)
 
 
 def is_secure(scope: dict) -> bool:

@@ -24,6 +24,10 @@ class VerificationFailed(Exception):
     """The request is not authentic. The reason is logged, never sent to the caller."""
 
 
+class StaleTimestamp(VerificationFailed):
+    """The signed timestamp is outside the source's tolerance (a replay, or a clock far off)."""
+
+
 class BadPayload(Exception):
     """The body is authentic but lacks what the provider requires; the message is public."""
 
@@ -107,6 +111,10 @@ class Provider:
     secret_headers: tuple[str, ...] = ()
     # The answer to a stored event is an empty 200 (eDRV asks for it), not a small JSON body.
     empty_success_body: bool = False
+    # What the platform does to a webhook that keeps failing: shown when its source falls silent.
+    failure_note: str = ""
+    # The hub's own source (its alerts): never offered for a real source, refuses every request.
+    internal: bool = False
 
     def stored_secret(self, secret: str) -> str:
         """What the hub keeps of a secret and later hands verify(): the secret itself (kept

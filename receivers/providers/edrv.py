@@ -16,6 +16,7 @@ from .base import (
     ParsedEvent,
     Provider,
     SignedRequest,
+    StaleTimestamp,
     VerificationFailed,
     decode_hex,
     hmac_digest,
@@ -35,6 +36,10 @@ class Edrv(Provider):
     signs_timestamp = True
     secret_headers = (HEADER,)
     empty_success_body = True
+    failure_note = (
+        "eDRV disables a webhook after repeated failures: check that it is still enabled in "
+        "eDRV and enable it again."
+    )
 
     def verify(
         self, incoming: Incoming, secrets: list[str], source, now: datetime | None = None
@@ -59,7 +64,7 @@ class Edrv(Provider):
         if not candidates:
             raise VerificationFailed(f"no v1 signature in {HEADER}")
         if not within_tolerance(seconds, now, source.tolerance_seconds):
-            raise VerificationFailed("the signed timestamp is outside the tolerance")
+            raise StaleTimestamp("the signed timestamp is outside the tolerance")
         # eDRV's documentation shows the header but not the exact signed string. Stripe-style
         # `<t>.<raw body>` is the usual meaning of `t=...,v1=...` and the only form that binds
         # the timestamp; the raw body alone is accepted too, so a sender that signs only the

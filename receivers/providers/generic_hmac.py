@@ -20,6 +20,7 @@ from .base import (
     ParsedEvent,
     Provider,
     SignedRequest,
+    StaleTimestamp,
     VerificationFailed,
     decode_base64,
     decode_hex,
@@ -143,7 +144,7 @@ def check_fresh(value: str | None, source: HmacOptions, now: datetime | None) ->
     if seconds is None:
         raise VerificationFailed(f"no Unix timestamp in {name}")
     if not within_tolerance(seconds, now, source.tolerance_seconds):
-        raise VerificationFailed(f"{name} is outside the tolerance")
+        raise StaleTimestamp(f"{name} is outside the tolerance")
 
 
 def decode_signature(part: str, source: HmacOptions) -> bytes | None:

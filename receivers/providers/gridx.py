@@ -32,6 +32,10 @@ class GridX(Provider):
     name = "gridx"
     label = "gridX / XENON"
     secret_headers = (HEADER,)
+    failure_note = (
+        "gridX deletes a webhook subscription that answers 410 and disables one after repeated "
+        "failures: check the subscription in XENON and register it again if it is gone."
+    )
 
     def verify(
         self, incoming: Incoming, secrets: list[str], source, now: datetime | None = None

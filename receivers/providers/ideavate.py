@@ -25,6 +25,10 @@ HEADER = "X-Signature"
 class Ideavate(Provider):
     name = "ideavate"
     label = "Ideavate"
+    failure_note = (
+        "Ideavate retries a failed webhook for 72 hours, then gives up on that event: check "
+        "the webhook in Ideavate."
+    )
     secret_headers = (HEADER,)
 
     def verify(

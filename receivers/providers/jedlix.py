@@ -28,6 +28,7 @@ SCHEME = "basic"
 class Jedlix(Provider):
     name = "jedlix"
     label = "Jedlix"
+    failure_note = "Jedlix keeps 7 days of events: ask Jedlix to resend what was missed."
     # The API key authenticates the sender; nothing covers the body.
     signs_body = False
     checks_token = True

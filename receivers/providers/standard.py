@@ -24,6 +24,7 @@ from .base import (
     ParsedEvent,
     Provider,
     SignedRequest,
+    StaleTimestamp,
     VerificationFailed,
     decode_base64,
     matches_any,
@@ -61,7 +62,7 @@ class StandardWebhooks(Provider):
         if seconds is None:
             raise VerificationFailed("webhook-timestamp is not Unix seconds")
         if not within_tolerance(seconds, now, source.tolerance_seconds):
-            raise VerificationFailed("webhook-timestamp is outside the tolerance")
+            raise StaleTimestamp("webhook-timestamp is outside the tolerance")
 
         hmacs, ed25519s = [], []
         for entry in signatures.split()[:MAX_SIGNATURES]:

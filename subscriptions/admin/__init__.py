@@ -5,6 +5,6 @@ Every button and action calls a service (subscriptions/services/); replays go to
 the page answers at once with a count.
 """
 
-from . import delivery_admin, event_admin, subscription_admin
+from . import alert_admin, backfill_admin, delivery_admin, event_admin, subscription_admin
 
-__all__ = ["delivery_admin", "event_admin", "subscription_admin"]
+__all__ = ["alert_admin", "backfill_admin", "delivery_admin", "event_admin", "subscription_admin"]

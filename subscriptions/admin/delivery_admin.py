@@ -6,13 +6,17 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
 from receivers.admin.lists import HistoryAdminMixin, ScaledListMixin, object_or_404
 
-from ..models import Attempt, Delivery
+from ..models import OPEN_STATUSES, Attempt, Delivery
 from .replays import ReplayPermissionMixin, can_replay, queue_and_report
+
+LAST_ERROR_SHOWN = 80
 
 
 class AttemptInline(admin.TabularInline):
@@ -51,7 +55,9 @@ class DeliveryAdmin(ReplayPermissionMixin, HistoryAdminMixin, ScaledListMixin, a
         "subscription",
         "status",
         "attempt_count",
-        "last_status_code",
+        "next_attempt",
+        "last_status",
+        "last_error_excerpt",
         "created_at",
         "delivered_at",
     ]
@@ -114,6 +120,23 @@ class DeliveryAdmin(ReplayPermissionMixin, HistoryAdminMixin, ScaledListMixin, a
             '<a href="{}">{}</a>',
             reverse("admin:subscriptions_subscription_change", args=[delivery.subscription_id]),
             delivery.subscription,
+        )
+
+    @admin.display(description="next attempt")
+    def next_attempt(self, delivery: Delivery) -> str:
+        if delivery.status not in OPEN_STATUSES:
+            return "-"
+        when = timezone.localtime(delivery.next_attempt_at)
+        return formats.date_format(when, "DATETIME_FORMAT")
+
+    @admin.display(description="last status")
+    def last_status(self, delivery: Delivery) -> str:
+        return f"HTTP {delivery.last_status_code}" if delivery.last_status_code else "-"
+
+    @admin.display(description="last error")
+    def last_error_excerpt(self, delivery: Delivery) -> str:
+        return (
+            Truncator(delivery.last_error).chars(LAST_ERROR_SHOWN) if delivery.last_error else "-"
         )
 
     @admin.action(description="Replay the selected deliveries", permissions=["replay"])

@@ -42,7 +42,10 @@ def queue_and_report(
 
 def log_replays(request: HttpRequest, ids: list[int]) -> None:
     for start in range(0, len(ids), LOG_CHUNK):
-        chunk = Delivery.objects.filter(pk__in=ids[start : start + LOG_CHUNK]).only(
-            "pk", "webhook_id", "subscription_id"
+        # Each entry is titled with the subscription's name: read it in the same query.
+        chunk = (
+            Delivery.objects.filter(pk__in=ids[start : start + LOG_CHUNK])
+            .select_related("subscription")
+            .only("pk", "webhook_id", "subscription__name")
         )
         LogEntry.objects.log_actions(request.user.pk, chunk, CHANGE, "Replayed.")

@@ -7,27 +7,31 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
-from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from receivers.admin.lists import object_or_404
 from receivers.models import mask
+from receivers.timetext import ago, moment
 
 from .. import selectors
 from ..models import HEALTH_FIELDS, Subscription, keep_masked_values, masked_values
 from ..selectors import failed_delivery_ids
 from ..sender import Result
 from ..services import controls
+from ..states import state_of
+from .backfill_admin import backfill_view, can_backfill
+from .form_fields import EventTypesField, HeaderRowsField
 from .replays import ReplayPermissionMixin, can_replay, deliveries_text, queue_and_report
 
 EXCERPT_SHOWN = 300
 
 
-def ago(moment) -> str:
-    return f"{timesince(moment)} ago" if moment else "never"
+def deliveries_url(sub: Subscription, **filters: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"subscription__id__exact": sub.pk, **filters}.items())
+    return f"{reverse('admin:subscriptions_delivery_changelist')}?{query}"
 
 
 EDITABLE_FIELDS = (
@@ -44,6 +48,9 @@ EDITABLE_FIELDS = (
 class SubscriptionForm(forms.ModelForm):
     """Static header values are shown masked; a masked value saved as it is keeps the stored one."""
 
+    event_types = EventTypesField()
+    headers = HeaderRowsField()
+
     class Meta:
         model = Subscription
         fields = list(EDITABLE_FIELDS)
@@ -58,6 +65,15 @@ class SubscriptionForm(forms.ModelForm):
         if self.instance.pk and isinstance(headers, dict):
             return keep_masked_values(headers, self.instance.headers or {})
         return headers
+
+
+class RotateSigningSecretForm(forms.Form):
+    grace_hours = forms.IntegerField(
+        min_value=0,
+        max_value=24 * 30,
+        initial=controls.SIGNING_GRACE_HOURS,
+        help_text="How long the current secret keeps signing, as a second signature.",
+    )
 
 
 @admin.register(Subscription)
@@ -81,6 +97,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         "rotate_signing_secrets",
         "send_test_events",
         "replay_failed_deliveries",
+        "send_stored_events",
     ]
     fieldsets = [
         (
@@ -94,8 +111,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
                 "fields": (
                     "state",
                     ("last_success_at", "last_failure_at"),
-                    ("consecutive_failures", "failing_since"),
-                    ("disabled_at", "disabled_reason"),
+                    "consecutive_failures",
                     "backoff_until",
                     "backlog",
                 )
@@ -120,7 +136,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         return [main] if obj is None else [health, main, signing]
 
     def get_changeform_initial_data(self, request):
-        return {"event_types": ["*"], **super().get_changeform_initial_data(request)}
+        return {"event_types": "*", **super().get_changeform_initial_data(request)}
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -139,22 +155,8 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, sub: Subscription) -> str:
-        if sub.is_paused:
-            return format_html(
-                '<span class="hub-warning">paused {} (deliveries wait): {}</span>',
-                ago(sub.disabled_at),
-                sub.disabled_reason,
-            )
-        if not sub.is_active:
-            reason = sub.disabled_reason or "stopped"
-            return format_html(
-                '<span class="hub-bad">disabled {}: {}</span>', ago(sub.disabled_at), reason
-            )
-        if sub.consecutive_failures:
-            return format_html(
-                '<span class="hub-warning">failing since {}</span>', ago(sub.failing_since)
-            )
-        return mark_safe('<span class="hub-ok">active</span>')  # noqa: S308
+        state = state_of(sub)
+        return format_html('<span class="{}">{}</span>', state.css_class, state.text)
 
     @admin.display(description="last success", ordering="last_success_at")
     def last_success(self, sub: Subscription) -> str:
@@ -165,8 +167,10 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         return sub.consecutive_failures
 
     @admin.display(description="waiting deliveries")
-    def backlog(self, sub: Subscription) -> int:
-        return getattr(sub, "open_count", 0)
+    def backlog(self, sub: Subscription) -> str:
+        return format_html(
+            '<a href="{}">{}</a>', deliveries_url(sub), getattr(sub, "open_count", 0)
+        )
 
     @admin.display(description="signing secret")
     def masked_secret(self, sub: Subscription) -> str:
@@ -177,13 +181,13 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         if not sub.previous_secret or len(sub.signing_secrets()) < 2:
             return "none"
         expires = sub.previous_secret_expires_at
-        until = f"until {expires:%Y-%m-%d %H:%M} UTC" if expires else "until it is removed"
+        until = f"until {moment(expires)}" if expires else "until it is removed"
         return f"{mask(sub.previous_secret)} also signs {until}"
 
     # Operations: the actions on the list and the buttons on the page share these.
 
     def do_pause(self, request: HttpRequest, queryset) -> None:
-        count = controls.pause(queryset, reason=f"Paused by {request.user} in the admin.")
+        count = controls.pause(queryset, reason=f"Paused by {request.user}")
         self.message_user(request, f"Paused {count} subscription(s).", messages.SUCCESS)
 
     def do_resume(self, request: HttpRequest, queryset) -> None:
@@ -194,8 +198,9 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    def do_rotate(self, request: HttpRequest, sub: Subscription) -> None:
-        hours = controls.SIGNING_GRACE_HOURS
+    def do_rotate(
+        self, request: HttpRequest, sub: Subscription, hours: int = controls.SIGNING_GRACE_HOURS
+    ) -> None:
         secret = controls.rotate_signing_secret(sub, grace_hours=hours)
         self.log_change(
             request, sub, f"Rotated the signing secret; the previous one signs for {hours} hours."
@@ -244,8 +249,34 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         for sub in queryset:
             self.do_replay_failed(request, sub)
 
+    @admin.action(
+        description="Send stored events to the subscription (backfill)…", permissions=["backfill"]
+    )
+    def send_stored_events(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose one subscription to send events to.", messages.ERROR)
+            return None
+        url = reverse("admin:subscriptions_subscription_backfill", args=[queryset.get().pk])
+        return HttpResponseRedirect(url)
+
+    def has_backfill_permission(self, request) -> bool:
+        return can_backfill(request)
+
+    def send_events_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return backfill_view(self, request, object_id)
+
     def get_urls(self):
         return [
+            path(
+                "<path:object_id>/rotate-secret/",
+                self.admin_site.admin_view(self.rotate_secret_view),
+                name="subscriptions_subscription_rotate_secret",
+            ),
+            path(
+                "<path:object_id>/backfill/",
+                self.admin_site.admin_view(self.send_events_view),
+                name="subscriptions_subscription_backfill",
+            ),
             path(
                 "<path:object_id>/<slug:operation>/run/",
                 self.admin_site.admin_view(require_POST(self.operation_view)),
@@ -278,13 +309,36 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
             reverse("admin:subscriptions_subscription_change", args=[sub.pk])
         )
 
+    def rotate_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The confirmation page: what rotating does, for how long the old secret signs."""
+        sub = object_or_404(self, request, object_id)
+        if not self.has_change_permission(request, sub):
+            raise PermissionDenied
+        form = RotateSigningSecretForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            self.do_rotate(request, sub, form.cleaned_data["grace_hours"])
+            return HttpResponseRedirect(
+                reverse("admin:subscriptions_subscription_change", args=[sub.pk])
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Rotate the signing secret of {sub.name}",
+            "opts": self.opts,
+            "original": sub,
+            "form": form,
+        }
+        return TemplateResponse(
+            request, "admin/subscriptions/subscription/rotate_secret.html", context
+        )
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         sub = self.get_object(request, object_id)
-        failed = selectors.failed_count(sub) if sub else 0
         extra_context = {
             **(extra_context or {}),
             "can_replay": can_replay(request),
-            "failed_count": failed,
+            "can_backfill": can_backfill(request),
+            "failed_count": selectors.failed_count(sub) if sub else 0,
+            "deliveries_url": deliveries_url(sub) if sub else "",
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -18,6 +18,7 @@ from ..models import Delivery, Subscription, generate_signing_secret
 from ..payloads import build_request
 from ..sender import Result
 from ..targets import TargetRefused, check_target
+from .alerts import subscriptions_resumed
 from .fanout import new_webhook_id
 
 SIGNING_GRACE_HOURS = 24
@@ -50,6 +51,7 @@ def resume(subscriptions: QuerySet[Subscription]) -> int:
         failing_since=None,
         backoff_until=None,
     )
+    subscriptions_resumed(ids)
     work.request_drains(ids)
     return len(ids)
 

@@ -19,12 +19,22 @@ from ..models import Delivery, Subscription
 from . import drain
 
 
-def matching(event: Event, subscriptions: list[tuple[Subscription, set[int]]]) -> list[int]:
+def matching(
+    event: Event, subscriptions: list[tuple[Subscription, set[int]]], internal: set[int]
+) -> list[int]:
+    """The subscriptions that want an event. One with no sources takes every source but the
+    hub's own (`internal`): the hub's alerts go only where their source is chosen."""
     return [
         sub.pk
         for sub, source_ids in subscriptions
-        if (not source_ids or event.source_id in source_ids) and sub.matches(event.type)
+        if wants_source(source_ids, event.source_id, internal) and sub.matches(event.type)
     ]
+
+
+def wants_source(source_ids: set[int], source_id: int, internal: set[int]) -> bool:
+    if source_ids or source_id in internal:
+        return source_id in source_ids
+    return True
 
 
 def new_webhook_id() -> str:
@@ -46,9 +56,10 @@ def fan_out(event_ids: Iterable[int]) -> int:
         if not events:
             return 0
         subscriptions = selectors.active_subscriptions()
+        internal = selectors.internal_source_ids()
         pairs, relayed, ignored, targets = [], [], [], set()
         for event in events:
-            sub_ids = [] if event.is_test else matching(event, subscriptions)
+            sub_ids = [] if event.is_test else matching(event, subscriptions, internal)
             (relayed if sub_ids else ignored).append(event.pk)
             targets.update(sub_ids)
             pairs += [(event.pk, sub_id) for sub_id in sub_ids]

@@ -13,6 +13,7 @@ from django.utils import timezone
 from .. import metrics
 from ..models import Attempt, Delivery, DeliveryStatus, Subscription
 from ..sender import Result
+from . import alerts
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> 
     if not done:
         return
     now = timezone.now()
+    failures_before = sub.consecutive_failures
     # One attempt per delivery in a batch: a delivery succeeded exactly when its attempt did.
     successes = [d for d in done if d.status == DeliveryStatus.SUCCEEDED]
     failures = [d for d in done if d.status != DeliveryStatus.SUCCEEDED]
@@ -140,6 +142,7 @@ def record(sub: Subscription, done: list[Delivery], attempts: list[Attempt]) -> 
             for key, value in health.items():
                 setattr(sub, key, value)
     metrics.report_batch(sub, done, attempts)
+    alerts.after_batch(sub, failures_before, done)
     if any(d.last_status_code == 410 for d in done):
         disable_subscription(sub.pk, "The target answered 410 Gone.")
 
@@ -163,3 +166,4 @@ def disable_subscription(subscription_id: int, reason: str) -> None:
             reason,
             extra={"subscription": subscription_id},
         )
+        alerts.subscription_disabled(subscription_id, reason)

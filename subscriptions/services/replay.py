@@ -49,7 +49,8 @@ def replay_event(event: Event) -> int:
         return 0
     subscriptions = selectors.active_subscriptions()
     existing = set(event.deliveries.values_list("subscription_id", flat=True))
-    missing = [sub_id for sub_id in matching(event, subscriptions) if sub_id not in existing]
+    wanted = matching(event, subscriptions, selectors.internal_source_ids())
+    missing = [sub_id for sub_id in wanted if sub_id not in existing]
     Delivery.objects.bulk_create(
         [
             Delivery(event=event, subscription_id=sub_id, webhook_id=new_webhook_id())

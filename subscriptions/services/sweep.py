@@ -24,8 +24,10 @@ from receivers.models import Event, EventStatus
 
 from .. import selectors, work
 from ..models import Delivery, DeliveryStatus, Subscription
+from .backfill import resume_backfills
 from .fanout import fan_out
 from .outcomes import disable_subscription
+from .watch import watch
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ PENDING_GRACE = timedelta(seconds=2)
 def sweep(now: datetime | None = None) -> dict[str, int]:
     """Find work whose broker message was lost or whose worker died, and hand it out again."""
     now = now or timezone.now()
-    counts = {"stale_events": 0, "expired_claims": 0, "drains": 0, "disabled": 0}
+    counts = {"stale_events": 0, "expired_claims": 0, "drains": 0, "disabled": 0, "alerts": 0}
     stale = list(
         Event.objects.filter(status=EventStatus.PENDING, received_at__lt=now - PENDING_GRACE)
         .order_by("received_at")
@@ -58,6 +60,11 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     due = set(selectors.due_deliveries(now).values_list("subscription_id", flat=True).distinct())
     counts["drains"] = len(due)
     work.request_drains(due)
+    counts["backfills"] = resume_backfills(now)
+    try:
+        counts["alerts"] = watch(now)
+    except Exception:  # noqa: BLE001 - the alerts must never stop the sweep's own work
+        logger.exception("checking the alerts' conditions failed")
     if any(counts.values()):
         logger.info("sweep found work: %s", counts)
     return counts

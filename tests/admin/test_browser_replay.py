@@ -4,61 +4,15 @@ Debian's Chromium drives the admin served by pytest-django's live_server; Celery
 the test settings, so the replay really posts to a local receiver before the page comes back.
 """
 
-import os
-from contextlib import contextmanager
-from pathlib import Path
-
 import pytest
 from django.contrib.auth.models import User
 
 from receivers.tests.factories import DispatchedEventFactory, make_source
 from subscriptions.models import Attempt, DeliveryStatus
 from subscriptions.tests.factories import DeliveryFactory, SubscriptionFactory
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.admin.browser import chromium_page, log_in, require_chromium, shot
 
 pytestmark = pytest.mark.browser
-
-
-def require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} is missing: run scripts/browser_setup.py"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@contextmanager
-def chromium_page():
-    """A page in Debian's Chromium. The ORM stays outside this block: inside it Playwright's
-    event loop gives the thread another context, and with it another database connection."""
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(20_000)
-            yield page
-        finally:
-            browser.close()
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_replay_a_failed_delivery_in_the_browser(live_server, receiver):
@@ -76,11 +30,9 @@ def test_replay_a_failed_delivery_in_the_browser(live_server, receiver):
     )
 
     with chromium_page() as page:
-        page.goto(f"{live_server.url}/admin/login/?next=/admin/subscriptions/delivery/")
-        page.fill("#id_username", "operator")
-        page.fill("#id_password", "a-long-password-1")
-        page.click("input[type=submit]")
-        page.wait_for_url("**/admin/subscriptions/delivery/")
+        log_in(
+            page, live_server.url, "operator", "a-long-password-1", "/admin/subscriptions/delivery/"
+        )
         page.click("#changelist-filter a:text-is('Failed')")  # the status filter
         page.wait_for_url("**status__exact=failed**")
         shot(page, "deliveries-failed")
