@@ -7,7 +7,7 @@ from django.urls import reverse_lazy
 
 # The index lists these apps in this order; any other app comes after relaying.
 FIRST = ("receivers", "subscriptions")
-LAST = ("auth", "authtoken")
+LAST = ("auth", "knox")
 
 
 def app_rank(app_label: str) -> int:

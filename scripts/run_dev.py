@@ -1,4 +1,4 @@
-"""`make run`: the web server and a Celery worker (with beat) together, stopped together."""
+"""`make run`: the web server, a Celery worker and beat together, stopped together."""
 
 import signal
 import subprocess
@@ -9,22 +9,12 @@ import time
 def main(host_port: str, schedule: str) -> int:
     python = sys.executable
     bin_dir = python.rsplit("/", 1)[0]
+    celery = [f"{bin_dir}/celery", "-A", "hub"]
+    # beat is a process of its own, as in docker-compose.yml: forked inside the worker
+    # (`worker --beat`) it would inherit the worker's open database file.
     children = [
-        subprocess.Popen(
-            [
-                f"{bin_dir}/celery",
-                "-A",
-                "hub",
-                "worker",
-                "--beat",
-                "--concurrency",
-                "8",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                schedule,
-            ]
-        ),
+        subprocess.Popen([*celery, "worker", "--concurrency", "8", "--loglevel", "INFO"]),
+        subprocess.Popen([*celery, "beat", "--loglevel", "INFO", "--schedule", schedule]),
         subprocess.Popen([python, "manage.py", "runserver", host_port]),
     ]
 

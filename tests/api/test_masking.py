@@ -61,7 +61,8 @@ def test_the_admin_shows_static_headers_masked_and_keeps_them_on_save(admin_clie
         "url": URL,
         "event_types": '["*"]',
         "payload_format": "original",
-        "headers": '{"Authorization": "****0042", "X-Env": "prod"}',
+        "headers_name": ["Authorization", "X-Env"],
+        "headers_value": ["****0042", "prod"],
         "timeout_seconds": "15",
     }
     assert admin_client.post(change, form).status_code == 302

@@ -15,8 +15,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Max, Sum
 from django.utils import timezone
+from knox.models import AuthToken
 from prometheus_client.parser import text_string_to_metric_families
-from rest_framework.authtoken.models import Token
 from standardwebhooks.webhooks import Webhook
 
 from conftest import missing
@@ -207,7 +207,7 @@ def test_a_backfill_through_the_api_is_sent_in_received_order(hub):
         ]
     )
     user = get_user_model().objects.create_superuser("ops", password="pw-for-tests-only")
-    token = Token.objects.create(user=user).key
+    _, token = AuthToken.objects.create(user, expiry=None)
     with TestReceiver() as receiver:
         sub = SubscriptionFactory(url=receiver.url, event_types=["appliance/*"])
         hub.start_web()
