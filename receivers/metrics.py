@@ -51,6 +51,14 @@ class Counter:
         if not _flusher.running:
             _flusher.start()
 
+    def add(self, amount: float, *values: str) -> None:
+        """Count several at once (what ends in one statement is counted in one call)."""
+        key = (self.name, values, "")
+        with _lock:
+            _pending[key] = _pending.get(key, 0.0) + amount
+        if not _flusher.running:
+            _flusher.start()
+
 
 def bucket_bound(bound: float) -> str:
     """A bucket's upper bound as prometheus_client writes it (floatToGoString), for these sizes."""
