@@ -8,6 +8,7 @@ from receivers import api as receivers_api
 
 from .models import Delivery, Subscription
 from .serializers import DeliverySerializer, SubscriptionSerializer
+from .services.fanout import STAMPED_OPTIONS, restamp_waiting
 from .services.replay import replay_deliveries, replay_event
 
 
@@ -23,7 +24,13 @@ class EventViewSet(receivers_api.EventViewSet):
 class SubscriptionViewSet(viewsets.ModelViewSet):
     queryset = Subscription.objects.prefetch_related("sources")
     serializer_class = SubscriptionSerializer
-    filterset_fields = ["is_active", "payload_format"]
+    filterset_fields = ["is_active", "payload_format", "priority"]
+
+    def perform_update(self, serializer):
+        before = [getattr(serializer.instance, name) for name in STAMPED_OPTIONS]
+        subscription = serializer.save()
+        if before != [getattr(subscription, name) for name in STAMPED_OPTIONS]:
+            restamp_waiting(subscription)
 
 
 class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

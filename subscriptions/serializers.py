@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from receivers.models import Source
 
+from . import filters
 from .models import HEALTH_FIELDS, Attempt, Delivery, Subscription
 from .signing import SECRET_PREFIX, secret_bytes
 
@@ -13,6 +14,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     # Shown once: in the answer to the request that created (or set) it.
     secret = serializers.CharField(write_only=True, required=False, max_length=200)
     masked_secret = serializers.CharField(read_only=True)
+    filter_rules = serializers.SerializerMethodField(help_text="The filter, as readable rules.")
 
     class Meta:
         model = Subscription
@@ -29,6 +31,13 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "headers",
             "timeout_seconds",
             "payload_format",
+            "priority",
+            "filter",
+            "filter_rules",
+            "ordering_key",
+            "coalesce",
+            "expire_after",
+            "expire_after_by_type",
             "created_at",
             *HEALTH_FIELDS,
         ]
@@ -55,6 +64,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         if not value.startswith(SECRET_PREFIX) or secret_bytes(value) == value.encode():
             raise serializers.ValidationError("A signing secret looks like whsec_<base64>.")
         return value
+
+    def get_filter_rules(self, subscription: Subscription) -> list[str]:
+        return filters.describe(subscription.filter)
 
     def create(self, validated_data):
         subscription = super().create(validated_data)
@@ -104,5 +116,8 @@ class DeliverySerializer(serializers.ModelSerializer):
             "last_error",
             "created_at",
             "delivered_at",
+            "order_key",
+            "coalesce_key",
+            "expires_at",
             "attempts",
         ]

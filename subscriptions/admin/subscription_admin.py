@@ -9,22 +9,28 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from receivers.models import mask
 
-from .. import selectors
-from ..models import HEALTH_FIELDS, Subscription
+from .. import filters, selectors
+from ..models import HEALTH_FIELDS, Priority, Subscription
 from ..selectors import failed_delivery_ids
 from ..sender import Result
-from ..services import controls
+from ..services import controls, fanout
+from ..services.fanout import STAMPED_OPTIONS
 from ..targets import TargetRefused, check_target
 from .replays import ReplayPermissionMixin, can_replay, deliveries_text, queue_and_report
 
 EXCERPT_SHOWN = 300
+ENERGY_HELP = (
+    "Each is off until set; docs/energy.md says when to use which, with the platforms' own "
+    "event types. A filter applies to events fanned out after it is saved; the other options "
+    "also to the deliveries still waiting."
+)
 
 
 def ago(moment) -> str:
@@ -40,12 +46,37 @@ EDITABLE_FIELDS = (
     "headers",
     "timeout_seconds",
 )
+# docs/energy.md; all off by default.
+ENERGY_FIELDS = (
+    "priority",
+    "filter",
+    "filter_rules",
+    "ordering_key",
+    "coalesce",
+    ("expire_after", "expire_after_by_type"),
+)
+# What an empty box means for the JSON options: none.
+EMPTY_JSON = {"filter": list, "coalesce": list, "expire_after_by_type": dict}
 
 
 class SubscriptionForm(forms.ModelForm):
     class Meta:
         model = Subscription
-        fields = list(EDITABLE_FIELDS)
+        fields = [*EDITABLE_FIELDS, *STAMPED_OPTIONS, "priority", "filter"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["priority"].required = False
+
+    def clean_priority(self) -> str:
+        return self.cleaned_data["priority"] or Priority.NORMAL
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, empty in EMPTY_JSON.items():
+            if cleaned.get(name) is None and name not in self.errors:
+                cleaned[name] = empty()
+        return cleaned
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
@@ -68,9 +99,10 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         "last_success",
         "failures",
         "backlog",
+        "options",
         "masked_secret",
     ]
-    list_filter = ["is_active", "is_paused", "payload_format"]
+    list_filter = ["is_active", "is_paused", "priority", "payload_format"]
     search_fields = ["name", "url"]
     filter_horizontal = ["sources"]
     actions = [
@@ -85,6 +117,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
             None,
             {"fields": EDITABLE_FIELDS},
         ),
+        ("Energy options", {"fields": ENERGY_FIELDS, "description": ENERGY_HELP}),
         ("Signing", {"fields": ("masked_secret", "previous_secret_state")}),
         (
             "Health",
@@ -101,6 +134,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         ),
     ]
     readonly_fields = [
+        "filter_rules",
         "masked_secret",
         "previous_secret_state",
         "state",
@@ -114,14 +148,22 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         # Health first on an existing subscription: it is what an operator comes to see.
-        main, signing, health = self.fieldsets
-        return [main] if obj is None else [health, main, signing]
+        main, energy, signing, health = self.fieldsets
+        return [main, energy] if obj is None else [health, main, energy, signing]
 
     def get_changeform_initial_data(self, request):
         return {"event_types": ["*"], **super().get_changeform_initial_data(request)}
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        if change and set(STAMPED_OPTIONS) & set(form.changed_data):
+            count = fanout.restamp_waiting(obj)
+            if count:
+                self.message_user(
+                    request,
+                    f"The new options apply to the {count} waiting deliveries too.",
+                    messages.INFO,
+                )
         if not change:
             self.message_user(
                 request,
@@ -165,6 +207,17 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
     @admin.display(description="waiting deliveries")
     def backlog(self, sub: Subscription) -> int:
         return getattr(sub, "open_count", 0)
+
+    @admin.display(description="energy options")
+    def options(self, sub: Subscription) -> str:
+        return " · ".join(options_summary(sub)) or "-"
+
+    @admin.display(description="filter, as rules")
+    def filter_rules(self, sub: Subscription) -> str:
+        rules = filters.describe(sub.filter)
+        if not rules:
+            return "none: every event of the chosen types and sources"
+        return format_html_join(mark_safe("<br>and "), "<code>{}</code>", ((r,) for r in rules))
 
     @admin.display(description="signing secret")
     def masked_secret(self, sub: Subscription) -> str:
@@ -302,3 +355,21 @@ def describe_test(sub: Subscription, result: Result) -> str:
 
 def result_level(result: Result) -> int:
     return messages.SUCCESS if result.succeeded else messages.ERROR
+
+
+def options_summary(sub: Subscription) -> list[str]:
+    """The options a subscription sets, one short phrase each, for the list."""
+    parts = []
+    if sub.priority != Priority.NORMAL:
+        parts.append(f"{sub.priority} priority")
+    if sub.filter:
+        parts.append(f"filter: {len(sub.filter)} rule(s)")
+    if sub.ordering_key:
+        parts.append(f"ordered by {sub.ordering_key}")
+    if sub.coalesce:
+        parts.append("coalesced by " + ", ".join(rule["key"] for rule in sub.coalesce))
+    if sub.expire_after:
+        parts.append(f"expires after {sub.expire_after} s")
+    if sub.expire_after_by_type:
+        parts.append(f"expiry for {len(sub.expire_after_by_type)} type(s)")
+    return parts

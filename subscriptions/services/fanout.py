@@ -17,7 +17,7 @@ from django.utils import timezone
 from receivers.models import Event, EventStatus
 
 from .. import options, selectors, work
-from ..models import Delivery, Subscription
+from ..models import OPEN_STATUSES, Delivery, Subscription
 from ..options import Plan, Stamp
 from . import drain
 
@@ -170,6 +170,38 @@ def insert_statement(per_delivery: dict[str, str]) -> tuple[str, list]:
         names=", ".join(names),
     )
     return statement, params
+
+
+# The options whose keys and deadlines a fan-out stores on deliveries (options.Stamp).
+STAMPED_OPTIONS = ("ordering_key", "coalesce", "expire_after", "expire_after_by_type")
+RESTAMP_CHUNK = 1000
+
+
+def restamp_waiting(sub: Subscription) -> int:
+    """After those options changed: the waiting deliveries' keys and deadlines, computed as a
+    fan-out would now. Returns how many deliveries were waiting."""
+    plan = plans_of([(sub, set())]).get(sub.pk)
+    waiting = (
+        Delivery.objects.filter(subscription=sub, status__in=OPEN_STATUSES)
+        .select_related("event")
+        .only(
+            "pk",
+            "event__type",
+            "event__payload",
+            "event__occurred_at",
+            "event__received_at",
+        )
+        .order_by("pk")
+    )
+    count, last = 0, 0
+    while chunk := list(waiting.filter(pk__gt=last)[:RESTAMP_CHUNK]):
+        for delivery in chunk:
+            stamp = plan.stamp(delivery.event) if plan and plan.stamps else Stamp()
+            for name, value in asdict(stamp).items():
+                setattr(delivery, name, value)
+        Delivery.objects.bulk_update(chunk, list(STAMPED))
+        count, last = count + len(chunk), chunk[-1].pk
+    return count
 
 
 FAN_OUT_CHUNK = 500

@@ -34,16 +34,18 @@ class Answer:
 
 
 class TestReceiver:
-    """`answers` is consumed in order; after it runs out every request gets `default`."""
+    """`answers` is consumed in order; after it runs out every request gets `default`, or what
+    `answer_for(request)` returns when that is set. `port` 0 picks a free one."""
 
     __test__ = False
 
-    def __init__(self, default: Answer | None = None):
+    def __init__(self, default: Answer | None = None, port: int = 0):
         self.requests: list[Received] = []
         self.answers: list[Answer] = []
         self.default = default or Answer()
         self.lock = threading.Lock()
         self.on_request: Callable[[Received], None] | None = None
+        self.answer_for: Callable[[Received], Answer] | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,7 +57,12 @@ class TestReceiver:
                 )
                 with receiver.lock:
                     receiver.requests.append(got)
-                    answer = receiver.answers.pop(0) if receiver.answers else receiver.default
+                    if receiver.answers:
+                        answer = receiver.answers.pop(0)
+                    elif receiver.answer_for:
+                        answer = receiver.answer_for(got)
+                    else:
+                        answer = receiver.default
                 if receiver.on_request:
                     receiver.on_request(got)
                 if answer.delay:
@@ -70,7 +77,7 @@ class TestReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
