@@ -132,22 +132,28 @@ class HubProcesses:
         )
         wait_port(self.web_port)
 
-    def start_worker(self, beat: bool = True) -> subprocess.Popen:
-        """A Celery worker, with beat inside it unless `beat` is False (see start_beat)."""
+    def start_worker(
+        self, beat: bool = True, queues: str | None = None, name: str = "worker"
+    ) -> subprocess.Popen:
+        """A Celery worker, with beat inside it unless `beat` is False (see start_beat);
+        `queues` is its -Q (every queue when None), `name` its node and log file name."""
         self.worker = self.spawn(
-            "worker",
+            name,
             [
                 str(BIN / "celery"),
                 "-A",
                 "hub",
                 "worker",
                 *(["--beat"] if beat else []),
+                *(["-Q", queues] if queues else []),
+                "-n",
+                f"{name}@%h",
                 "--concurrency",
                 "4",
                 "--loglevel",
                 "INFO",
                 "--schedule",
-                str(self.logs / "beat-schedule"),
+                str(self.logs / f"{name}-beat-schedule"),
             ],
         )
         return self.worker
