@@ -105,6 +105,12 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
     )
 
 
+def still_due(sub: Subscription) -> bool:
+    if sequencing.applies(sub):
+        return sequencing.has_due(sub, timezone.now())
+    return selectors.has_due(sub.pk)
+
+
 def unclaim(deliveries: Iterable[Delivery]) -> None:
     ids = [d.pk for d in deliveries]
     if ids:
@@ -248,8 +254,7 @@ def drain_subscription(subscription_id: int, max_seconds: float = DRAIN_SECONDS)
         if waiting:
             _waiting.release()
         release_subscription(subscription_id)
-    due = sequencing.has_due(sub, timezone.now()) if sequencing.applies(sub) else None
-    if more or (selectors.has_due(subscription_id) if due is None else due):
+    if more or still_due(sub):
         # Another drain was refused while this one held the lease, or time ran out.
         work.request_drains([subscription_id])
     return sent

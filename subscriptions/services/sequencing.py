@@ -79,7 +79,11 @@ def due(sub: Subscription, now: datetime, limit: int) -> QuerySet[Delivery]:
 
 
 def has_due(sub: Subscription, now: datetime) -> bool:
-    return claimable(sub, now).exists()
+    """selectors.has_due for this subscription: held deliveries are not due."""
+    not_backing_off = Q(subscription__backoff_until__isnull=True) | Q(
+        subscription__backoff_until__lte=now
+    )
+    return claimable(sub, now).filter(not_backing_off).exists()
 
 
 def expire_overdue(subscription_id: int, now: datetime) -> int:
