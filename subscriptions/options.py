@@ -125,8 +125,11 @@ class Plan:
     def expires(self) -> bool:
         return bool(self.expire_after or self.expire_after_by_type)
 
-    def passes(self, payload: object) -> bool:
-        return not self.refuse and filters.passes(self.rules, payload)
+    def admits(self, event) -> bool:
+        """The filter's verdict; the payload is read only when there are rules."""
+        if self.refuse:
+            return False
+        return not self.rules or filters.passes(self.rules, event.payload)
 
     def expiry_seconds(self, event_type: str) -> int | None:
         """The shortest of the matching per-type times, else the subscription's own."""

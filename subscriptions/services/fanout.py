@@ -61,7 +61,7 @@ def matching(
         for sub, source_ids in subscriptions
         if (not source_ids or event.source_id in source_ids)
         and sub.matches(event.type)
-        and (sub.pk not in plans or plans[sub.pk].passes(event.payload))
+        and (sub.pk not in plans or plans[sub.pk].admits(event))
     ]
 
 

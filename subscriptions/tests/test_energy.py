@@ -6,6 +6,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from receivers import metrics
@@ -85,6 +87,27 @@ def test_a_subscription_whose_stored_filter_no_longer_parses_receives_nothing(ca
     fanout.fan_out([EventFactory().pk])
     assert list(Delivery.objects.values_list("subscription", flat=True)) == [fine.pk]
     assert "invalid options" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"expire_after": 60},
+        {"ordering_key": "data.applianceID"},
+        {"filter": [{"path": "data.n", "op": "gt", "value": 0}]},
+    ],
+)
+def test_a_fan_out_costs_the_same_queries_for_one_event_or_many(options):
+    SubscriptionFactory(**options)
+
+    def queries(count: int, start: int) -> int:
+        ids = [reading("a", n).pk for n in range(start, start + count)]
+        with CaptureQueriesContext(connection) as captured:
+            fanout.fan_out(ids)
+        return len(captured)
+
+    assert queries(1, 1) == queries(5, 10)
 
 
 def test_a_plain_subscription_stores_no_keys_and_no_deadline():
