@@ -110,6 +110,26 @@ def test_a_fan_out_costs_the_same_queries_for_one_event_or_many(options):
     assert queries(1, 1) == queries(5, 10)
 
 
+def test_a_drain_with_every_option_costs_the_same_queries_for_few_deliveries_or_many(receiver):
+    sub = SubscriptionFactory(
+        url=receiver.url,
+        ordering_key="data.applianceID",
+        coalesce=[{"types": ["appliance/online"], "key": "data.applianceID"}],
+        expire_after=600,
+    )
+
+    def queries(count: int, start: int) -> int:
+        fanout.fan_out([reading(f"d{n}", n).pk for n in range(start, start + count)])
+        # Both drains then write the subscription's health (at most once a second otherwise).
+        type(sub).objects.filter(pk=sub.pk).update(last_success_at=None)
+        with CaptureQueriesContext(connection) as captured:
+            drain.drain_subscription(sub.pk)
+        return len(captured)
+
+    assert queries(2, 0) == queries(20, 100)
+    assert len(receiver.requests) == 22
+
+
 def test_a_plain_subscription_stores_no_keys_and_no_deadline():
     sub = SubscriptionFactory()
     fanout.fan_out([reading("a", 1).pk])
