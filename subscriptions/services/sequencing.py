@@ -73,8 +73,11 @@ def due(sub: Subscription, now: datetime, limit: int) -> QuerySet[Delivery]:
     if expires(sub):
         expire_overdue(sub.pk, now)
     if sub.coalesce:
-        candidates = claimable(sub, now).exclude(coalesce_key="")[:limit]
-        supersede_older(sub, set(candidates.values_list("coalesce_key", flat=True)))
+        # The keys of the next due deliveries, held ones included: a newer state supersedes
+        # an older one waiting for a retry, which then no longer holds its ordering key.
+        candidates = waiting(sub, now).exclude(coalesce_key="").order_by("event_id", "pk")
+        keys = candidates.values_list("coalesce_key", flat=True)[:limit]
+        supersede_older(sub, set(keys))
     return claimable(sub, now).values("pk")[:limit]
 
 

@@ -302,6 +302,22 @@ def test_only_the_matching_types_coalesce(receiver):
     assert sent(receiver) == ["a-1", "a-3", "a-4"]
 
 
+def test_a_newer_state_replaces_one_that_holds_its_key(receiver):
+    receiver.answers = [Answer(503)]
+    sub = SubscriptionFactory(
+        url=receiver.url,
+        ordering_key="data.applianceID",
+        coalesce=[{"types": ["ev/measurement"], "key": "data.applianceID"}],
+    )
+    fanout.fan_out([reading("a", 1).pk])
+    drain.drain_subscription(sub.pk)
+    assert Delivery.objects.get().status == DeliveryStatus.RETRYING
+    fanout.fan_out([reading("a", 2).pk])
+    drain.drain_subscription(sub.pk)
+    assert sent(receiver) == ["a-1", "a-2"]
+    assert Delivery.objects.get(event__external_id="a-1").status == DeliveryStatus.SUPERSEDED
+
+
 def test_superseded_deliveries_are_replayable(receiver):
     sub = SubscriptionFactory(
         url=receiver.url, coalesce=[{"types": ["*"], "key": "data.applianceID"}]
