@@ -167,7 +167,8 @@ def event_time(event) -> datetime:
 
 
 def plan_of(sub) -> Plan | None:
-    """The subscription's options, or None when it has none (a plain subscription)."""
+    """The subscription's options, or None when it has none (a plain subscription); ValueError
+    when stored options do not parse (they are checked when saved, not when written by hand)."""
     if not (
         sub.filter
         or sub.ordering_key
@@ -176,6 +177,10 @@ def plan_of(sub) -> Plan | None:
         or sub.expire_after_by_type
     ):
         return None
+    try:
+        validate_expiry_by_type(sub.expire_after_by_type)
+    except ValidationError as exc:
+        raise ValueError("; ".join(exc.messages))
     return Plan(
         rules=filters.parse(sub.filter),
         order_path=jsonpaths.parse(sub.ordering_key) if sub.ordering_key else None,

@@ -11,7 +11,6 @@ order and holds back the rest of a key whose delivery failed (drain.send_batch).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -19,8 +18,6 @@ from django.db.models import Max, Q, QuerySet
 
 from .. import metrics
 from ..models import OPEN_STATUSES, Delivery, DeliveryStatus, Subscription
-
-logger = logging.getLogger(__name__)
 
 
 def applies(sub: Subscription) -> bool:

@@ -191,6 +191,20 @@ def test_a_subscription_without_options_has_no_plan():
     assert options.plan_of(subscription()) is None
 
 
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"filter": [{"path": "a", "op": "gt", "value": "x"}]},
+        {"ordering_key": "a..b"},
+        {"coalesce": [{"types": []}]},
+        {"expire_after_by_type": {"ev/*": "300"}},
+    ],
+)
+def test_options_that_no_longer_parse_are_a_value_error(stored):
+    with pytest.raises(ValueError, match=r"\w"):
+        options.plan_of(subscription(**stored))
+
+
 def test_stamps_carry_the_keys_and_the_deadline():
     plan = options.plan_of(
         subscription(
