@@ -30,10 +30,12 @@ PROFILE_VENV = BENCH / ".venv-profile"
 
 PG = "postgres://postgres@127.0.0.1:5432"
 REDIS = "redis://127.0.0.1:6379"
-HUB_DB = "hub_bench"
-DJW_DB = "djw_bench"
-HUB_REDIS_DB = 13
-DJW_REDIS_DB = 14
+# Another database and Redis db let a second run go on beside one already running, e.g.
+# BENCH_HUB_DB=hub_bench_2 BENCH_HUB_REDIS_DB=9 (its figures then share the machine too).
+HUB_DB = os.environ.get("BENCH_HUB_DB", "hub_bench")
+DJW_DB = os.environ.get("BENCH_DJW_DB", "djw_bench")
+HUB_REDIS_DB = int(os.environ.get("BENCH_HUB_REDIS_DB", "13"))
+DJW_REDIS_DB = int(os.environ.get("BENCH_DJW_REDIS_DB", "14"))
 SECRET = "whsec_bench-textbook-secret"
 SOURCE_SLUG = "gridx-bench"
 

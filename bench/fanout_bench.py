@@ -65,6 +65,8 @@ from bench.receive_bench import (
 DJW_GUNICORN = BASELINE_GUNICORN["gthread -w 4 --threads 4"]
 
 NAMES = ("a", "b", "c")
+# Events come from this many devices (data.applianceID), for the energy options' bursts.
+DEVICES = 500
 
 
 class Target:
@@ -407,8 +409,8 @@ def run_system(system: System, cfg: Config, tag: str, hang_runs: bool) -> dict:
     pools_dir = cfg.run_dir / "pools"
     n = cfg.events
     pool_path = pools_dir / f"fanout-{tag}.txt"
-    # [paced n][burst n][hang n][experiment n][warm-up events]
-    write_pool(pool_path, SECRET, 4 * n + WARM_EVENTS, f"f{tag}")
+    # [paced n][burst n][hang n][experiment n][ordering n][coalescing n][warm-up events]
+    write_pool(pool_path, SECRET, 6 * n + WARM_EVENTS, f"f{tag}", devices=DEVICES)
     pool = read_pool(pool_path)
     out: dict = {}
     try:
@@ -424,6 +426,10 @@ def run_system(system: System, cfg: Config, tag: str, hang_runs: bool) -> dict:
             system.set_targets(system.target.urls(hang="c"), cfg.hang_timeout)
             out["hang"] = burst(system, pool_path, 2 * n, n, hang=True)
             out["hang"]["timeout_seconds"] = cfg.hang_timeout
+        if isinstance(system, Hub):
+            from bench import energy_bench
+
+            out["options"] = energy_bench.option_bursts(cfg, system, pool_path, 4 * n)
     finally:
         system.stop()
     return out
@@ -453,7 +459,11 @@ def summarize(data: dict) -> dict:
     hang_ratio = healthy_hang / healthy_before if healthy_hang and healthy_before else None
     djw_rate = djw["burst"].get("deliveries_per_s") if djw else None
     ratio = burst_rate / djw_rate if djw_rate else None
+    from bench import energy_bench
+
+    options = energy_bench.summarize_options(hub.get("options", {}), hub["burst"])
     return {
+        "options": options,
         "hub_burst_deliveries_per_s": burst_rate,
         "hub_over_django_webhook": ratio,
         "hub_paced_p99_ms": p99,
@@ -467,5 +477,6 @@ def summarize(data: dict) -> dict:
             "hanging subscriber costs the others < 10%": None
             if hang_ratio is None
             else hang_ratio >= 0.9,
+            **options["targets"],
         },
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bench.common import SECRET, SOURCE_SLUG, hub_env
+from bench.common import HUB_DB, SECRET, SOURCE_SLUG, hub_env
 
 _ready = False
 
@@ -60,17 +60,58 @@ def create_source() -> None:
     close()
 
 
-def set_subscriptions(urls: dict[str, str], timeout_seconds: int) -> None:
-    """Exactly these subscriptions (name -> url), every event type, healthy and unleased."""
+def set_subscriptions(urls: dict[str, str], timeout_seconds: int, **options) -> None:
+    """Exactly these subscriptions (name -> url), every event type, healthy and unleased;
+    `options` (energy options, docs/energy.md) are set on each."""
     setup()
     from subscriptions.models import Subscription
 
     Subscription.objects.all().delete()
     for name, url in urls.items():
         Subscription.objects.create(
-            name=name, url=url, event_types=["*"], timeout_seconds=timeout_seconds
+            name=name, url=url, event_types=["*"], timeout_seconds=timeout_seconds, **options
         )
     close()
+
+
+def create_subscription(name: str, url: str, event_types: list[str], **fields) -> int:
+    setup()
+    from subscriptions.models import Subscription
+
+    sub = Subscription.objects.create(name=name, url=url, event_types=event_types, **fields)
+    close()
+    return sub.pk
+
+
+def delete_subscriptions() -> None:
+    setup()
+    from subscriptions.models import Subscription
+
+    Subscription.objects.all().delete()
+    close()
+
+
+def set_paused(name: str, paused: bool) -> None:
+    """Pause a subscription, or resume it as an operator would (its drain is requested)."""
+    setup()
+    from subscriptions.models import Subscription
+    from subscriptions.services import controls
+
+    subscriptions = Subscription.objects.filter(name=name)
+    if paused:
+        controls.pause(subscriptions)
+    else:
+        controls.resume(subscriptions)
+    close()
+
+
+def status_counts() -> dict[str, int]:
+    """Deliveries by status."""
+    from bench.common import sql
+
+    table = "subscriptions_delivery"
+    rows = sql(HUB_DB, f"SELECT status, count(*) FROM {table} GROUP BY status")[0]
+    return {status: int(n) for status, n in rows}
 
 
 def clear_events() -> None:

@@ -4,12 +4,15 @@ Part 1 (receive): the hub's POST /hooks/<slug>/ against a bare 204 view (no midd
 textbook DRF receiver, each baseline at the better of two gunicorn set-ups; wrk for throughput,
 a constant-rate generator for p99.
 Part 2 (fan-out): events fanned out to three subscribers by the hub's real web server + Celery
-worker, against django-webhook in its own virtualenv; paced latency, burst throughput, and a
-hanging subscriber. Results are printed and written to bench/results/ as JSON.
+worker, against django-webhook in its own virtualenv; paced latency, burst throughput, a
+hanging subscriber, and the hub's burst with ordering and with coalescing turned on.
+Part 3 (priority): grid signals to a high-priority subscription while 5,000 deliveries of a
+normal one are backlogged (bench/energy_bench.py). Results are printed and written to
+bench/results/ as JSON.
 
     make bench                              # everything, about 6-8 minutes
     make bench BENCH_ARGS=--quick           # shorter phases, about 3-4 minutes
-    make bench BENCH_ARGS="--only receive"  # one part
+    make bench BENCH_ARGS="--only receive"  # one part (receive, fanout, priority)
     make bench BENCH_ARGS=--profile         # also py-spy profiles and an SQL census
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on 127.0.0.1:6379; uses
@@ -59,7 +62,9 @@ def parse_args(argv: list[str]) -> Config:
     )
     parser.add_argument("--quick", action="store_true", help="shorter phases, one round")
     parser.add_argument(
-        "--only", choices=["receive", "fanout", "profile"], help="run one part (profile: only it)"
+        "--only",
+        choices=["receive", "fanout", "priority", "profile"],
+        help="run one part (profile: only it)",
     )
     parser.add_argument("--events", type=int, help="events per fan-out run (2000; quick 600)")
     parser.add_argument("--seconds", type=int, help="seconds per wrk run (6; quick 5)")
@@ -114,11 +119,13 @@ def parse_args(argv: list[str]) -> Config:
     args = parser.parse_args(argv)
 
     quick = args.quick
-    parts = {"receive", "fanout", "djw"}
+    parts = {"receive", "fanout", "djw", "priority"}
     if args.only == "receive":
         parts = {"receive"}
     elif args.only == "fanout":
         parts = {"fanout", "djw"}
+    elif args.only == "priority":
+        parts = {"priority"}
     elif args.only == "profile":
         parts = set()
     if args.skip_djwebhook:
@@ -268,6 +275,10 @@ def print_fanout(cfg: Config, data: dict, summary: dict) -> None:
             rows,
         )
     )
+    if data["hub"].get("options"):
+        from bench import energy_bench
+
+        energy_bench.print_options(data["hub"]["options"], summary["options"])
     if summary.get("hub_over_django_webhook"):
         print(f"hub/django-webhook (burst deliveries/s) = {summary['hub_over_django_webhook']:.1f}")
     experiment = data["hub"].get("experiment_db_reuse")
@@ -310,7 +321,8 @@ def print_targets(summaries: dict) -> None:
 
 def run_admin_scale(cfg: Config) -> dict | None:
     script = BENCH / "admin_scale.py"
-    if cfg.skip_admin_scale or cfg.parts != {"receive", "fanout", "djw"} or not script.exists():
+    everything = {"receive", "fanout", "djw", "priority"}
+    if cfg.skip_admin_scale or cfg.parts != everything or not script.exists():
         return None
     say("running bench/admin_scale.py")
     env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_QUICK": "1" if cfg.quick else "0"}
@@ -359,6 +371,11 @@ def main(argv: list[str]) -> int:
 
             results["fanout"] = fanout_bench.run(cfg)
             summaries["fanout"] = fanout_bench.summarize(results["fanout"])
+        if "priority" in cfg.parts:
+            from bench import energy_bench
+
+            results["priority"] = energy_bench.run_priority(cfg)
+            summaries["priority"] = energy_bench.summarize_priority(results["priority"])
         if cfg.profile:
             from bench import profiling
 
@@ -384,6 +401,10 @@ def main(argv: list[str]) -> int:
         print_receive(cfg, results["receive"], summaries["receive"])
     if "fanout" in results:
         print_fanout(cfg, results["fanout"], summaries["fanout"])
+    if "priority" in results:
+        from bench import energy_bench
+
+        energy_bench.print_priority(results["priority"])
     if "profile" in results:
         from bench import profiling
 

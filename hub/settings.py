@@ -10,6 +10,7 @@ import dj_database_url
 import django
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
+from kombu import Queue
 
 from .environment import (
     env_bool,
@@ -261,6 +262,9 @@ else:
         "socket_connect_timeout": 1,
         "socket_timeout": 5,
         "visibility_timeout": 3600,
+        # A worker takes from its queues in the order listed (CELERY_TASK_QUEUES, or -Q):
+        # a worker of every queue takes high-priority drains first and low ones last.
+        "queue_order_strategy": "priority",
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A worker tries a lost broker again every few seconds (hub.consumer), and for as long as it
@@ -281,6 +285,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 # thread while the others keep delivering (docs/performance-and-concurrency.md).
 CELERY_WORKER_POOL = "threads"
 CELERY_WORKER_CONCURRENCY = env_int("HUB_WORKER_CONCURRENCY", 16, minimum=1)
+# Drains of high- and low-priority subscriptions have queues of their own (docs/energy.md): a
+# worker started without -Q takes all three; in production one worker takes only `high`.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in ("high", "celery", "low")]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_PUBLISH_RETRY = False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from .models import Event
+from .models import Event, mask
 from .providers import PROVIDERS
 
 MASK = "****"
@@ -33,3 +33,17 @@ def shown_headers(event: Event) -> dict[str, str]:
     provider = PROVIDERS.get(event.source.provider)
     named = provider.credential_headers(event.source) if provider else ()
     return masked_headers(event.headers, named)
+
+
+def masked_values(headers: dict) -> dict[str, str]:
+    """Static headers of a subscription as the admin and the API show them: often a
+    subscriber's credentials, so every value is masked like a secret."""
+    return {name: mask(str(value)) for name, value in headers.items()}
+
+
+def keep_masked_values(new: dict, old: dict) -> dict:
+    """A value sent back as it was shown (masked) keeps the stored one."""
+    return {
+        name: old[name] if name in old and value == mask(str(old[name])) else value
+        for name, value in new.items()
+    }

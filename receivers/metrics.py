@@ -52,6 +52,7 @@ class Counter:
             _flusher.start()
 
     def add(self, amount: float, *values: str) -> None:
+        """Count several at once (what ends in one statement is counted in one call)."""
         key = (self.name, values, "")
         with _lock:
             _pending[key] = _pending.get(key, 0.0) + amount

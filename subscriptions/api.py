@@ -25,6 +25,7 @@ from .serializers import (
     SubscriptionSerializer,
 )
 from .services import backfill, controls
+from .services.fanout import STAMPED_OPTIONS, restamp_waiting
 from .services.replay import queue_replay, replay_deliveries, replay_event
 
 CAN_CHANGE = requires("subscriptions.change_subscription")
@@ -46,7 +47,13 @@ class SubscriptionViewSet(receivers_api.CreatedAnswerMixin, viewsets.ModelViewSe
     queryset = Subscription.objects.prefetch_related("sources")
     serializer_class = SubscriptionSerializer
     created_serializer_class = SubscriptionCreatedSerializer
-    filterset_fields = ["is_active", "payload_format"]
+    filterset_fields = ["is_active", "payload_format", "priority"]
+
+    def perform_update(self, serializer):
+        before = [getattr(serializer.instance, name) for name in STAMPED_OPTIONS]
+        subscription = serializer.save()
+        if before != [getattr(subscription, name) for name in STAMPED_OPTIONS]:
+            restamp_waiting(subscription)
 
     def one(self):
         """The subscription of the URL, as a queryset for the services that take one."""

@@ -27,6 +27,14 @@ delivered_seconds = Histogram(
     [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 86400],
 )
 
+unsent = Counter(
+    "hub_deliveries_unsent",
+    "Deliveries ended without an attempt, by subscription and outcome: expired (the event "
+    "outlived the subscription's expire_after) or superseded (a newer event with the same "
+    "coalescing key replaced it).",
+    ["subscription", "outcome"],
+)
+
 logger = logging.getLogger("subscriptions.delivery")
 LEVELS = {"success": logging.DEBUG, "retry": logging.INFO}
 
@@ -76,3 +84,15 @@ def report_batch(sub: Subscription, done: list[Delivery], made: list[Attempt]) -
         if delivery.delivered_at is not None and delivery.status == DeliveryStatus.SUCCEEDED:
             waited = (delivery.delivered_at - delivery.event.received_at).total_seconds()
             delivered_seconds.observe(max(waited, 0.0), label)
+
+
+def report_unsent(subscription_id: int, outcome: str, count: int) -> None:
+    """Count and log deliveries that ended unsent, as one line per statement that ended them."""
+    unsent.add(count, str(subscription_id), outcome)
+    logger.info(
+        "%d deliveries to subscription %s ended unsent: %s",
+        count,
+        subscription_id,
+        outcome,
+        extra={"subscription": subscription_id},
+    )

@@ -11,6 +11,13 @@ from receivers.encryption import EncryptedTextField
 from receivers.models import Event, Source, generate_secret, mask
 from receivers.text import sendable_header_name, sendable_header_value, storable_text
 
+from .options import (
+    MAX_EXPIRE_SECONDS,
+    validate_coalesce,
+    validate_expiry_by_type,
+    validate_filter,
+    validate_path,
+)
 from .targets import validate_target
 
 MAX_TIMEOUT_SECONDS = 60
@@ -54,23 +61,15 @@ def validate_headers(value) -> None:
             )
 
 
-def masked_values(headers: dict) -> dict[str, str]:
-    """Static headers as the admin and the API show them: often a subscriber's credentials,
-    so every value is masked like a secret."""
-    return {name: mask(str(value)) for name, value in headers.items()}
-
-
-def keep_masked_values(new: dict, old: dict) -> dict:
-    """A value sent back as it was shown (masked) keeps the stored one."""
-    return {
-        name: old[name] if name in old and value == mask(str(old[name])) else value
-        for name, value in new.items()
-    }
-
-
 class PayloadFormat(models.TextChoices):
     ORIGINAL = "original", "Original body as received"
     CLOUDEVENTS = "cloudevents", "CloudEvents 1.0 JSON envelope"
+
+
+class Priority(models.TextChoices):
+    HIGH = "high", "High: drained from its own queue by its own workers"
+    NORMAL = "normal", "Normal"
+    LOW = "low", "Low: drained when no normal work waits"
 
 
 class Subscription(models.Model):
@@ -112,6 +111,47 @@ class Subscription(models.Model):
         max_length=20, choices=PayloadFormat.choices, default=PayloadFormat.ORIGINAL
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Energy options (subscriptions/options.py, docs/energy.md); all off by default.
+    priority = models.CharField(
+        max_length=10,
+        choices=Priority.choices,
+        default=Priority.NORMAL,
+        help_text="High needs a worker consuming the `high` queue (docs/energy.md).",
+    )
+    expire_after = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_EXPIRE_SECONDS)],
+        help_text="Seconds: a delivery whose event is older is not sent (it becomes expired).",
+    )
+    expire_after_by_type = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_expiry_by_type],
+        help_text='Seconds per event type or glob, e.g. {"grid-signal-processor/*": 300}; '
+        "the shortest matching one wins over expire_after.",
+    )
+    ordering_key = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_path],
+        help_text="A JSON path, e.g. data.evseId: deliveries with the same value go out in "
+        "received order, and a failing one holds back only its own.",
+    )
+    coalesce = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_coalesce],
+        help_text='Rules like [{"types": ["ev/measurement"], "key": "data.applianceID"}]: of '
+        "the waiting deliveries with the same key only the newest is sent.",
+    )
+    filter = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_filter],
+        help_text='Rules, all of which must hold: [{"path": "data.siteId", "op": "equals", '
+        '"value": "north"}]; op: equals, in, exists, gt, gte, lt, lte.',
+    )
     # Health, kept by the delivery service.
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)
@@ -165,9 +205,14 @@ class DeliveryStatus(models.TextChoices):
     RETRYING = "retrying", "Waiting to retry"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    # Ended unsent: the event outlived the subscription's expiry, or a newer one replaced it.
+    EXPIRED = "expired", "Expired (not sent)"
+    SUPERSEDED = "superseded", "Superseded by a newer event (not sent)"
 
 
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+# Ended without being sent; replayed only on an explicit request.
+UNSENT_STATUSES = (DeliveryStatus.EXPIRED, DeliveryStatus.SUPERSEDED)
 
 
 class Delivery(models.Model):
@@ -188,6 +233,10 @@ class Delivery(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set at fan-out for subscriptions with the options (subscriptions/options.py), else empty.
+    order_key = models.CharField(max_length=255, blank=True)
+    coalesce_key = models.CharField(max_length=255, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -204,6 +253,17 @@ class Delivery(models.Model):
             models.Index(fields=["status", "-created_at"], name="delivery_status_created_idx"),
             models.Index(fields=["-created_at", "-id"], name="delivery_created_idx"),
             models.Index(fields=["webhook_id"], name="delivery_webhook_id_idx"),
+            # Partial: plain deliveries (null keys) cost these indexes nothing.
+            models.Index(
+                fields=["subscription", "coalesce_key", "event"],
+                condition=~models.Q(coalesce_key=""),
+                name="delivery_coalesce_idx",
+            ),
+            models.Index(
+                fields=["subscription", "expires_at"],
+                condition=models.Q(expires_at__isnull=False, status__in=["pending", "retrying"]),
+                name="delivery_expiry_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,16 +2,16 @@ from django.core.validators import slug_re
 from django.utils import timezone
 from rest_framework import serializers
 
+from receivers.masking import keep_masked_values, masked_values
 from receivers.models import Source
 
+from . import filters
 from .models import (
     HEALTH_FIELDS,
     Attempt,
     Backfill,
     Delivery,
     Subscription,
-    keep_masked_values,
-    masked_values,
 )
 from .services.controls import SIGNING_GRACE_HOURS
 from .signing import SECRET_PREFIX, secret_bytes
@@ -33,6 +33,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     # Write-only: shown once, in the answer to the request that created the subscription.
     secret = serializers.CharField(write_only=True, required=False, max_length=200)
     masked_secret = serializers.CharField(read_only=True)
+    filter_rules = serializers.SerializerMethodField(help_text="The filter, as readable rules.")
 
     class Meta:
         model = Subscription
@@ -49,6 +50,13 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "headers",
             "timeout_seconds",
             "payload_format",
+            "priority",
+            "filter",
+            "filter_rules",
+            "ordering_key",
+            "coalesce",
+            "expire_after",
+            "expire_after_by_type",
             "created_at",
             *HEALTH_FIELDS,
         ]
@@ -69,6 +77,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         if self.instance is not None and "headers" in attrs:
             attrs["headers"] = keep_masked_values(attrs["headers"], self.instance.headers)
         return attrs
+
+    def get_filter_rules(self, subscription: Subscription) -> list[str]:
+        return filters.describe(subscription.filter)
 
     def to_representation(self, subscription: Subscription):
         data = super().to_representation(subscription)
@@ -118,6 +129,9 @@ class DeliverySerializer(serializers.ModelSerializer):
             "last_error",
             "created_at",
             "delivered_at",
+            "order_key",
+            "coalesce_key",
+            "expires_at",
             "attempts",
         ]
 

@@ -80,8 +80,12 @@ class DeliveryAdmin(ReplayPermissionMixin, HistoryAdminMixin, ScaledListMixin, a
         ("attempt_count", "last_status_code"),
         "last_error",
         ("created_at", "next_attempt_at", "delivered_at"),
+        ("order_key", "coalesce_key", "expires_at"),
     ]
     readonly_fields = [
+        "order_key",
+        "coalesce_key",
+        "expires_at",
         "event_link",
         "subscription_link",
         "status",

@@ -3,77 +3,41 @@ resume, rotate the signing secret, send a test event, replay the failed deliveri
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from receivers.admin.lists import object_or_404
 from receivers.models import mask
 from receivers.timetext import ago, moment
 
-from .. import selectors
-from ..models import HEALTH_FIELDS, Subscription, keep_masked_values, masked_values
+from .. import filters, selectors
+from ..models import HEALTH_FIELDS, Priority, Subscription
 from ..selectors import failed_delivery_ids
 from ..sender import Result
-from ..services import controls
+from ..services import controls, fanout
+from ..services.fanout import STAMPED_OPTIONS
 from ..states import state_of
 from .backfill_admin import backfill_view, can_backfill
-from .form_fields import EventTypesField, HeaderRowsField
+from .forms import EDITABLE_FIELDS, ENERGY_FIELDS, RotateSigningSecretForm, SubscriptionForm
 from .replays import ReplayPermissionMixin, can_replay, deliveries_text, queue_and_report
 
 EXCERPT_SHOWN = 300
+ENERGY_HELP = (
+    "Each is off until set; docs/energy.md says when to use which, with the platforms' own "
+    "event types. A filter applies to events fanned out after it is saved; the other options "
+    "also to the deliveries still waiting."
+)
 
 
 def deliveries_url(sub: Subscription, **filters: str) -> str:
     query = "&".join(f"{k}={v}" for k, v in {"subscription__id__exact": sub.pk, **filters}.items())
     return f"{reverse('admin:subscriptions_delivery_changelist')}?{query}"
-
-
-EDITABLE_FIELDS = (
-    "name",
-    "url",
-    "event_types",
-    "sources",
-    "payload_format",
-    "headers",
-    "timeout_seconds",
-)
-
-
-class SubscriptionForm(forms.ModelForm):
-    """Static header values are shown masked; a masked value saved as it is keeps the stored one."""
-
-    event_types = EventTypesField()
-    headers = HeaderRowsField()
-
-    class Meta:
-        model = Subscription
-        fields = list(EDITABLE_FIELDS)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.initial["headers"] = masked_values(self.instance.headers or {})
-
-    def clean_headers(self):
-        headers = self.cleaned_data["headers"]
-        if self.instance.pk and isinstance(headers, dict):
-            return keep_masked_values(headers, self.instance.headers or {})
-        return headers
-
-
-class RotateSigningSecretForm(forms.Form):
-    grace_hours = forms.IntegerField(
-        min_value=0,
-        max_value=24 * 30,
-        initial=controls.SIGNING_GRACE_HOURS,
-        help_text="How long the current secret keeps signing, as a second signature.",
-    )
 
 
 @admin.register(Subscription)
@@ -86,9 +50,10 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         "last_success",
         "failures",
         "backlog",
+        "options",
         "masked_secret",
     ]
-    list_filter = ["is_active", "is_paused", "payload_format"]
+    list_filter = ["is_active", "is_paused", "priority", "payload_format"]
     search_fields = ["name", "url"]
     filter_horizontal = ["sources"]
     actions = [
@@ -104,6 +69,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
             None,
             {"fields": EDITABLE_FIELDS},
         ),
+        ("Energy options", {"fields": ENERGY_FIELDS, "description": ENERGY_HELP}),
         ("Signing", {"fields": ("masked_secret", "previous_secret_state")}),
         (
             "Health",
@@ -119,6 +85,7 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         ),
     ]
     readonly_fields = [
+        "filter_rules",
         "masked_secret",
         "previous_secret_state",
         "state",
@@ -132,14 +99,22 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         # Health first on an existing subscription: it is what an operator comes to see.
-        main, signing, health = self.fieldsets
-        return [main] if obj is None else [health, main, signing]
+        main, energy, signing, health = self.fieldsets
+        return [main, energy] if obj is None else [health, main, energy, signing]
 
     def get_changeform_initial_data(self, request):
         return {"event_types": "*", **super().get_changeform_initial_data(request)}
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        if change and set(STAMPED_OPTIONS) & set(form.changed_data):
+            count = fanout.restamp_waiting(obj)
+            if count:
+                self.message_user(
+                    request,
+                    f"The new options apply to the {count} waiting deliveries too.",
+                    messages.INFO,
+                )
         if not change:
             self.message_user(
                 request,
@@ -171,6 +146,17 @@ class SubscriptionAdmin(ReplayPermissionMixin, admin.ModelAdmin):
         return format_html(
             '<a href="{}">{}</a>', deliveries_url(sub), getattr(sub, "open_count", 0)
         )
+
+    @admin.display(description="energy options")
+    def options(self, sub: Subscription) -> str:
+        return " · ".join(options_summary(sub)) or "-"
+
+    @admin.display(description="filter, as rules")
+    def filter_rules(self, sub: Subscription) -> str:
+        rules = filters.describe(sub.filter)
+        if not rules:
+            return "none: every event of the chosen types and sources"
+        return format_html_join(mark_safe("<br>and "), "<code>{}</code>", ((r,) for r in rules))
 
     @admin.display(description="signing secret")
     def masked_secret(self, sub: Subscription) -> str:
@@ -358,3 +344,21 @@ def describe_test(sub: Subscription, result: Result) -> str:
 
 def result_level(result: Result) -> int:
     return messages.SUCCESS if result.succeeded else messages.ERROR
+
+
+def options_summary(sub: Subscription) -> list[str]:
+    """The options a subscription sets, one short phrase each, for the list."""
+    parts = []
+    if sub.priority != Priority.NORMAL:
+        parts.append(f"{sub.priority} priority")
+    if sub.filter:
+        parts.append(f"filter: {len(sub.filter)} rule(s)")
+    if sub.ordering_key:
+        parts.append(f"ordered by {sub.ordering_key}")
+    if sub.coalesce:
+        parts.append("coalesced by " + ", ".join(rule["key"] for rule in sub.coalesce))
+    if sub.expire_after:
+        parts.append(f"expires after {sub.expire_after} s")
+    if sub.expire_after_by_type:
+        parts.append(f"expiry for {len(sub.expire_after_by_type)} type(s)")
+    return parts

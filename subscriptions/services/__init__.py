@@ -5,6 +5,7 @@
 - outcomes: what an answer means (retry, fail, disable) and saving it;
 - replay: deliveries sent again on request;
 - sweep: what a lost broker message or a dead worker left is handed out again;
+- sequencing: what ordering, coalescing and expiry change about what a drain may take;
 - controls: pause, resume, rotate, test (what an operator does).
 
 The database is the source of truth and the broker only carries work: every task message

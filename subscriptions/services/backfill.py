@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -25,8 +25,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from receivers.admin.lists import distinct_values
 from receivers.models import Event, EventStatus, Source
 
-from .. import selectors, work
+from .. import options, selectors, work
 from ..models import Backfill, BackfillState, Delivery, DeliveryStatus, Subscription
+from ..options import Stamp
 from .fanout import new_webhook_id, wake
 
 logger = logging.getLogger(__name__)
@@ -198,17 +199,22 @@ def hand_out(sub: Subscription, event_ids: list[int], resend: bool) -> tuple[int
         ).values_list("pk", "event_id", "status")
     }
     now = timezone.now()
+    stamps = option_stamps(sub, [e for e in event_ids if e not in existing])
     new, again, skipped = [], [], 0
     for index, event_id in enumerate(event_ids):
         # Drains send by next_attempt_at: one microsecond apart keeps the received order.
         due = now + timedelta(microseconds=index)
         if event_id not in existing:
+            if event_id in stamps and stamps[event_id] is None:
+                skipped += 1  # the subscription's payload filter refuses it
+                continue
             new.append(
                 Delivery(
                     event_id=event_id,
                     subscription=sub,
                     webhook_id=new_webhook_id(),
                     next_attempt_at=due,
+                    **asdict(stamps.get(event_id) or Stamp()),
                 )
             )
             continue
@@ -233,6 +239,20 @@ def hand_out(sub: Subscription, event_ids: list[int], resend: bool) -> tuple[int
         status=EventStatus.DISPATCHED
     )
     return len(new) + len(again), skipped
+
+
+def option_stamps(sub: Subscription, event_ids: list[int]) -> dict[int, Stamp | None]:
+    """For a subscription with options, each new event's keys and deadline, as a fan-out
+    stamps them, or None for an event its payload filter refuses; empty without options."""
+    try:
+        plan = options.plan_of(sub)
+    except ValueError:
+        return dict.fromkeys(event_ids)
+    if plan is None or not event_ids:
+        return {}
+    fields = ["pk", "type", *options.event_fields([plan])]
+    events = Event.objects.filter(pk__in=event_ids).only(*fields)
+    return {e.pk: plan.stamp(e) if plan.admits(e) else None for e in events}
 
 
 def resume_backfills(now: datetime) -> int:

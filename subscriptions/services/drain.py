@@ -33,12 +33,14 @@ from ..models import (
 from ..payloads import build_request
 from ..sender import Result, Sender
 from ..targets import TargetRefused, check_target
+from . import sequencing
 from .outcomes import DELIVERY_FIELDS, apply_result, open_backoff, record
 
 logger = logging.getLogger(__name__)
 
 BATCH = 50
 DRAIN_SECONDS = 20
+CLAIMED_FIELDS = ("webhook_id", "event_id", "subscription_id", "order_key", "expires_at")
 
 
 def lease_for(sub: Subscription, now: datetime) -> datetime:
@@ -114,15 +116,18 @@ def release_subscription(sub: Subscription) -> None:
 
 
 def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Delivery]:
-    due = (
-        Delivery.objects.filter(
-            subscription=sub, status__in=OPEN_STATUSES, next_attempt_at__lte=now
+    if sequencing.applies(sub):
+        due = sequencing.due(sub, now, limit)
+    else:
+        due = (
+            Delivery.objects.filter(
+                subscription=sub, status__in=OPEN_STATUSES, next_attempt_at__lte=now
+            )
+            # A drain goes on for a while: pausing or disabling stops it at its next batch.
+            .filter(subscription__is_active=True, subscription__is_paused=False)
+            .order_by("next_attempt_at", "pk")
+            .values("pk")[:limit]
         )
-        # A drain goes on for a while: pausing or disabling stops it at its next batch.
-        .filter(subscription__is_active=True, subscription__is_paused=False)
-        .order_by("next_attempt_at", "pk")
-        .values("pk")[:limit]
-    )
     lease = lease_for(sub, now)
     # One statement picks and claims. Only this drainer holds the subscription, so the rows
     # claimed with this exact lease are the ones it claimed.
@@ -143,9 +148,15 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
             subscription=sub, status=DeliveryStatus.SENDING, claimed_until=lease
         )
         .select_related("event", "event__source")
-        .only(*DELIVERY_FIELDS, "webhook_id", "event_id", "subscription_id", *event_fields)
-        .order_by("next_attempt_at", "pk")
+        .only(*DELIVERY_FIELDS, *CLAIMED_FIELDS, *event_fields)
+        .order_by(*sequencing.claim_order(sub))
     )
+
+
+def still_due(sub: Subscription) -> bool:
+    if sequencing.applies(sub):
+        return sequencing.has_due(sub, timezone.now())
+    return selectors.has_due(sub.pk)
 
 
 def unclaim(deliveries: Iterable[Delivery]) -> None:
@@ -180,8 +191,16 @@ def send_batch(client: Sender, sub: Subscription, batch: list[Delivery]) -> bool
             done.append(delivery)
         record(sub, done, attempts)
         return False
+    # Ordering keys whose delivery failed in this batch: the rest of each key waits for it.
+    held, expired, later = set(), [], []
     for index, delivery in enumerate(batch):
         now = timezone.now()
+        if delivery.expires_at is not None and now >= delivery.expires_at:
+            expired.append(delivery)
+            continue
+        if delivery.order_key in held:
+            later.append(delivery)
+            continue
         if lease_is_short(sub, now):
             # A slow (not dead) subscriber: keep the claims (of the sent ones too: they are
             # recorded at the end of the batch) so the sweep hands none of them out again.
@@ -190,6 +209,8 @@ def send_batch(client: Sender, sub: Subscription, batch: list[Delivery]) -> bool
         result = sender.post(client, sub.url, body, headers, now, timeout=sub.timeout_seconds)
         attempts.append(apply_result(delivery, result, now))
         done.append(delivery)
+        if delivery.order_key and delivery.status == DeliveryStatus.RETRYING:
+            held.add(delivery.order_key)
         if result.network_failure or result.status_code == 410:
             healthy = False
             unclaim(batch[index + 1 :])
@@ -197,6 +218,8 @@ def send_batch(client: Sender, sub: Subscription, batch: list[Delivery]) -> bool
     # Sending took a while: a connection PostgreSQL dropped meanwhile is replaced, so that
     # the outcome is written (else the batch would be sent again once its claims end).
     drop_broken_connections()
+    unclaim(later)
+    sequencing.end_unsent(sub, expired, DeliveryStatus.EXPIRED)
     record(sub, done, attempts)
     if not healthy:
         open_backoff(sub)
@@ -281,7 +304,7 @@ def drain_subscription(subscription_id: int, max_seconds: float = DRAIN_SECONDS)
         if waiting:
             _waiting.release()
         release_subscription(sub)
-    if more or selectors.has_due(subscription_id):
+    if more or still_due(sub):
         # Another drain was refused while this one held the lease, or time ran out.
         work.request_drains([subscription_id])
     return sent

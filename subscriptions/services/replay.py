@@ -13,7 +13,7 @@ from receivers.models import Event, EventStatus
 from .. import selectors, work
 from ..models import Delivery, DeliveryStatus
 from . import fanout
-from .fanout import matching, new_webhook_id
+from .fanout import matching
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ def replay_deliveries(delivery_ids: Iterable[int]) -> int:
                 next_attempt_at=timezone.now(),
                 replay_requested=True,
                 claimed_until=None,
+                # Asked for by name: sent whatever its age or newer events of its key.
+                expires_at=None,
+                coalesce_key="",
             )
         )
     subscription_ids = set(
@@ -48,16 +51,17 @@ def replay_event(event: Event) -> int:
     if event.is_test:
         return 0
     subscriptions = selectors.active_subscriptions()
+    plans = fanout.plans_of(subscriptions)
     existing = set(event.deliveries.values_list("subscription_id", flat=True))
-    wanted = matching(event, subscriptions, selectors.internal_source_ids())
+    internal = selectors.internal_source_ids()
+    wanted = matching(event, subscriptions, internal, plans)
     missing = [sub_id for sub_id in wanted if sub_id not in existing]
-    Delivery.objects.bulk_create(
-        [
-            Delivery(event=event, subscription_id=sub_id, webhook_id=new_webhook_id())
-            for sub_id in missing
-        ],
-        ignore_conflicts=True,
-    )
+    stamps = {
+        (event.pk, sub_id): plans[sub_id].stamp(event)
+        for sub_id in missing
+        if sub_id in plans and plans[sub_id].stamps
+    }
+    fanout.insert_deliveries([(event.pk, sub_id) for sub_id in missing], stamps)
     if missing and event.status != EventStatus.DISPATCHED:
         Event.objects.filter(pk=event.pk).update(status=EventStatus.DISPATCHED)
     return replay_deliveries(event.deliveries.values_list("pk", flat=True))

@@ -24,6 +24,7 @@ from receivers.models import Event, EventStatus
 
 from .. import selectors, work
 from ..models import Delivery, DeliveryStatus, Subscription
+from . import sequencing
 from .backfill import resume_backfills
 from .fanout import fan_out
 from .outcomes import disable_subscription
@@ -38,6 +39,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     """Find work whose broker message was lost or whose worker died, and hand it out again."""
     now = now or timezone.now()
     counts = {"stale_events": 0, "expired_claims": 0, "drains": 0, "disabled": 0, "alerts": 0}
+    counts["expired_deliveries"] = sequencing.expire_everywhere(now)
     stale = list(
         Event.objects.filter(status=EventStatus.PENDING, received_at__lt=now - PENDING_GRACE)
         .order_by("received_at")

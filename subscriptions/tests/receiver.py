@@ -35,11 +35,12 @@ class Answer:
 
 class TestReceiver:
     """`answers` is consumed in order; after it runs out every request gets `default`.
-    `script`, when set, may choose the answer to a request instead (None: as above)."""
+    `script`, when set, may choose the answer to a request instead (None: as above). `port` 0
+    picks a free one."""
 
     __test__ = False
 
-    def __init__(self, default: Answer | None = None):
+    def __init__(self, default: Answer | None = None, port: int = 0):
         self.requests: list[Received] = []
         self.answers: list[Answer] = []
         self.default = default or Answer()
@@ -74,7 +75,7 @@ class TestReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -1,12 +1,13 @@
 """The production path: `pip install -r requirements.txt` and docker-compose.yml's own services.
 
 A fresh virtualenv gets requirements.txt only (what the Dockerfile installs, never the dev
-requirements). The `web`, `worker` and `beat` services then run the commands, environment and
-healthchecks that docker-compose.yml gives them, read from the file and interpolated as Compose
-does. Only what Docker would provide differs: the database and Redis addresses (the
-pytest-django test database and a private redis-server), the port, and a TMPDIR of the test's
-own. A signed gridX event sent to the web process must reach a subscriber in this test with a
-valid Standard Webhooks signature, so anything that breaks the shipped stack fails here.
+requirements). The `web`, `worker`, `worker-high` and `beat` services then run the commands,
+environment and healthchecks that docker-compose.yml gives them, read from the file and
+interpolated as Compose does. Only what Docker would provide differs: the database and Redis
+addresses (the pytest-django test database and a private redis-server), the port, and a TMPDIR
+of the test's own. A signed gridX event sent to the web process must reach a subscriber in
+this test with a valid Standard Webhooks signature, so anything that breaks the shipped stack
+fails here.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-SERVICES = ("web", "worker", "beat")
+SERVICES = ("web", "worker", "worker-high", "beat")
 OPENVOLT_TOKEN = "ovt_" + "Zq9" * 8
 
 

@@ -234,9 +234,11 @@ class HubProcesses:
         concurrency: int = 4,
         name: str = "worker",
         env: dict[str, str] | None = None,
+        queues: str | None = None,
     ) -> subprocess.Popen:
         """A Celery worker, with beat inside it unless `beat` is False (see start_beat); its
-        output goes to `<name>.log`, and `env` adds to its environment."""
+        output goes to `<name>.log` (`name` is also its node's), `env` adds to its
+        environment, and `queues` is its -Q (every queue when None)."""
         self.worker = self.spawn(
             name,
             [
@@ -245,6 +247,9 @@ class HubProcesses:
                 "hub",
                 "worker",
                 *(["--beat"] if beat else []),
+                *(["-Q", queues] if queues else []),
+                "-n",
+                f"{name}@%h",
                 "--concurrency",
                 str(concurrency),
                 "--loglevel",
