@@ -4,6 +4,7 @@ in batches and hands everything else to Django's handler (docs/performance-and-c
 
 import gc
 import os
+import warnings
 
 from django.core.asgi import get_asgi_application
 
@@ -20,6 +21,11 @@ from subscriptions.dispatch import prepare  # noqa: E402
 # writer thread keeps its own connection.
 for database in settings.DATABASES.values():
     database["CONN_MAX_AGE"] = 0
+# WhiteNoise serves static files as sync iterators; Django warns of the thread it reads
+# them on, which is what a static file costs here and needs no action.
+warnings.filterwarnings(
+    "ignore", message="StreamingHttpResponse must consume synchronous iterators", module=r"django\."
+)
 if settings.HUB_FAST_PATH:
     from receivers.fastpath import FastPath
 

@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "hub.middleware.DatabaseUnavailableMiddleware",
     "hub.middleware.MonitoringEndpoints",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

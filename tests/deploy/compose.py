@@ -81,6 +81,18 @@ def environment(service: dict) -> dict[str, str]:
     return {key: "" if item is None else str(item) for key, item in value.items()}
 
 
+def image_build_steps() -> list[str]:
+    """The Dockerfile's RUN lines after its sources are copied in (`COPY . .`): what building
+    the image does to the code beyond installing requirements.txt."""
+    steps, copied = [], False
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY . "):
+            copied = True
+        elif copied and line.startswith("RUN "):
+            steps.append(line[4:])
+    return steps
+
+
 def image_environment() -> dict[str, str]:
     """The ENV lines of the Dockerfile the services are built from (`ENV A=1 B=2` form)."""
     found: dict[str, str] = {}

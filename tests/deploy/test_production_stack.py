@@ -63,6 +63,21 @@ def production_venv(tmp_path_factory) -> Path:
         timeout=900,
     )
     assert installed.returncode == 0, f"pip install -r requirements.txt failed:\n{installed.stderr}"
+    for step in compose.image_build_steps():  # collectstatic, as the image's build runs it
+        built = subprocess.run(
+            ["sh", "-c", step],
+            cwd=compose.ROOT,
+            env={
+                **compose.image_environment(),
+                "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+                "HOME": str(venv.parent),
+                "LANG": "C.UTF-8",
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert built.returncode == 0, f"the image's step {step!r} failed:\n{built.stderr}"
     return venv
 
 
@@ -242,6 +257,10 @@ def test_the_shipped_stack_delivers_a_signed_event(production_venv, redis, logs)
                     stack,
                 )
             assert httpx.get(stack.url("/healthz"), timeout=10).status_code == 200
+            # The admin's styles come from the web process itself: compose has no file server.
+            css = httpx.get(stack.url("/static/admin/css/base.css"), timeout=10)
+            assert css.status_code == 200
+            assert css.headers["content-type"].startswith("text/css")
 
             # Counted by one of the web processes and a worker, read back through /metrics.
             def counted() -> tuple[bool, tuple]:
