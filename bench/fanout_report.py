@@ -77,7 +77,11 @@ def print_baselines(data: dict, summary: dict) -> None:
             f"{label}: {whole(run.get('deliveries_per_s'))}/s"
             for label, run in djw["tried"].items()
         )
-        print(f"django-webhook worker set-ups tried (burst deliveries/s): {tried}")
+        print(
+            "django-webhook worker set-ups tried, each with CELERY_DB_REUSE_MAX="
+            f"{djw['db_reuse_max']} "
+            f"(burst deliveries/s): {tried}"
+        )
         print(f"django-webhook at its best: {djw['config']}")
     if default:
         print(f"django-webhook default config (for reference): {default['config']}")

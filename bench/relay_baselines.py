@@ -92,12 +92,10 @@ class DjangoWebhook(System):
 
     def __init__(self, cfg: Config, target: Target, setup: WorkerSetup, reuse: bool):
         super().__init__(cfg, target)
-        self.setup, self.reuse = setup, reuse
-        self.pool, self.processes, self.concurrency = (
-            setup.pool,
-            setup.processes,
-            setup.concurrency,
-        )
+        self.reuse = reuse
+        self.pool = setup.pool
+        self.processes = setup.processes
+        self.concurrency = setup.concurrency
         self.name = f"django-webhook-{setup.pool}-{setup.processes}x{setup.concurrency}" + (
             "" if reuse else "-default"
         )
@@ -163,7 +161,7 @@ def run_django_webhook(cfg: Config, target: Target) -> dict:
     out: dict = {}
     load = wait_quiet(cfg.quiet_wait)
     setups = worker_setups(cfg)
-    DjangoWebhook(cfg, target, setups[0], True).set_targets(target.urls(), 0)
+    manage("bench_setup", *target.urls().values())
     tried = {}
     for setup in setups:
         system = DjangoWebhook(cfg, target, setup, reuse=True)
@@ -174,9 +172,8 @@ def run_django_webhook(cfg: Config, target: Target) -> dict:
     best_setup = max(setups, key=lambda s: tried[s.label].get("deliveries_per_s", 0.0))
     best = DjangoWebhook(cfg, target, best_setup, reuse=True)
     say(f"django-webhook at its best: {best.label}")
-    run = {"config": best.label, "worker": best_setup.label, "tried": tried}
-    run["quiet_wait_load_pct"] = load
-    run["burst"] = tried[best_setup.label]
+    run = {"config": best.label, "worker": best_setup.label, "quiet_wait_load_pct": load}
+    run.update({"db_reuse_max": DB_REUSE_MAX, "tried": tried, "burst": tried[best_setup.label]})
     try:
         run["paced"] = paced(best, pool_path, read_pool(pool_path), n, cfg.fanout_rate)
         if cfg.djw_hang:
