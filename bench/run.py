@@ -15,8 +15,8 @@ Part 3 (priority): grid signals to a high-priority subscription while 5,000 deli
 normal one are backlogged (bench/energy_bench.py). Results are printed and written to
 bench/results/ as JSON.
 
-    make bench                              # everything, about 6-8 minutes
-    make bench BENCH_ARGS=--quick           # shorter phases, about 3-4 minutes
+    make bench                              # everything, about 9-10 minutes (+ admin scale)
+    make bench BENCH_ARGS=--quick           # shorter phases, about 6 minutes
     make bench BENCH_ARGS="--only receive"  # one part (receive, fanout, priority)
     make bench BENCH_ARGS=--profile         # also py-spy profiles and an SQL census
 
