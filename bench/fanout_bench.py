@@ -1,11 +1,11 @@
-"""Part 2: fan-out of received events to three subscribers, the hub against django-webhook.
+"""Part 2: fan-out of received events to three subscribers, the hub and its relay baselines.
 
-Both systems run as they would in production, each against its own PostgreSQL database and
-Redis db: the hub receives on Granian as in part 1 (django-webhook on gunicorn gthread) and
-Celery workers send
-(`--worker-processes` processes, one per core by default, each `--pool threads --concurrency
-N`, the same for both). The subscribers are one tiny asyncio
-server (bench/target.py) that answers 200 at once and records when each webhook arrived.
+Every system runs as it would in production, each against its own PostgreSQL database and
+Redis db: the hub receives on Granian as in part 1 and Celery workers send (`--worker-processes`
+processes, one per core by default, each `--pool threads --concurrency N`). The subscribers
+are one tiny asyncio server (bench/target.py) that answers 200 at once and records when each
+webhook arrived. The baselines (django-webhook at its best and in its default configuration,
+the bare sender anchor) are bench/relay_baselines.py's, measured by the same code.
 
 - paced: events are POSTed at a fixed rate with the worker running; receive-to-delivered is
   the time from the receive POST's answer to the webhook's arrival at the subscriber;
@@ -13,102 +13,46 @@ server (bench/target.py) that answers 200 at once and records when each webhook 
   the backlog: deliveries/s from the first to the last arrival (and the best 1-second window);
 - hang: the same burst with the third subscriber accepting connections and never answering:
   the two healthy subscribers' throughput, as a share of the burst run's.
+
+The relay's targets: the hub's burst deliveries/s ≥ 1000, ≥ 10× django-webhook at its best and
+≥ 0.5 of the bare sender's.
 """
 
 from __future__ import annotations
 
 import shlex
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 from bench import hubdb, procs
 from bench.common import (
-    BENCH,
     CELERY,
-    DJW_DB,
-    DJW_PROJECT,
-    DJW_REDIS_DB,
-    DJW_VENV,
     HUB_DB,
     HUB_REDIS_DB,
-    PYTHON,
     REPO,
     SECRET,
     SOURCE_SLUG,
     Config,
     CpuMeter,
-    djw_env,
-    ensure_venv,
     flush_redis,
-    get_json,
     hub_env,
     percentile,
     pg_sessions,
     queue_length,
-    recreate_database,
     say,
-    sql,
     wait_quiet,
 )
 from bench.pool import read_pool, write_pool
 from bench.receive_bench import (
-    BASELINE_GUNICORN,
-    gunicorn_cmd,
     hub_server_cmd,
     hub_server_env,
     run_loadgen,
 )
+from bench.subscribers import NAMES, Target
 
-# django-webhook's web server: the better gunicorn set-up for a WSGI app with a pool to wait on.
-DJW_GUNICORN = BASELINE_GUNICORN["gthread -w 4 --threads 4"]
-
-NAMES = ("a", "b", "c")
 # Events come from this many devices (data.applianceID), for the energy options' bursts.
 DEVICES = 500
-
-
-class Target:
-    def __init__(self, cfg: Config):
-        self.port = procs.free_port()
-        self.proc = procs.Proc(
-            "target",
-            [str(PYTHON), str(BENCH / "target.py"), "--port", str(self.port)],
-            env={"PATH": "/usr/bin:/bin"},
-            cwd=REPO,
-            log_dir=cfg.run_dir / "logs",
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        procs.wait_http(self.base + "/_stats", self.proc)
-
-    def urls(self, hang: str | None = None) -> dict[str, str]:
-        return {name: f"{self.base}/{'hang' if name == hang else 'ok'}/{name}" for name in NAMES}
-
-    def reset(self) -> None:
-        get_json(self.base + "/_reset", method="POST")
-
-    def stats(self) -> dict:
-        return get_json(self.base + "/_stats")
-
-    def dump(self) -> list:
-        return get_json(self.base + "/_dump", timeout=120)
-
-    def wait_for(self, expected: int, names: tuple[str, ...], stall: float, limit: float):
-        """Until `expected` arrivals at `names`, no progress for `stall` s, or `limit` s."""
-        started = last_change = time.monotonic()
-        seen = -1
-        while True:
-            counts = self.stats()["counts"]
-            got = sum(counts.get(name, 0) for name in names)
-            now = time.monotonic()
-            if got >= expected:
-                return got, True
-            if got != seen:
-                seen, last_change = got, now
-            if now - last_change > stall or now - started > limit:
-                return got, False
-            time.sleep(0.1)
 
 
 class System:
@@ -124,6 +68,10 @@ class System:
         self.target = target
         self.web: procs.Proc | None = None
         self.worker: procs.Proc | None = None
+        # The worker: processes, each `--pool <pool> --concurrency <concurrency>`.
+        self.pool = "threads"
+        self.processes = cfg.worker_processes
+        self.concurrency = cfg.concurrency
 
     def web_cmd(self, port: int) -> tuple[list, dict, Path]:
         raise NotImplementedError
@@ -145,10 +93,10 @@ class System:
         procs.wait_http(f"http://127.0.0.1:{port}{self.receive_path}", self.web)
 
     def start_worker(self) -> None:
-        """cfg.worker_processes Celery workers, one process group (measured and stopped as one);
-        only the first runs beat."""
+        """self.processes Celery workers, one process group (measured and stopped as one); only
+        the first runs beat."""
         commands = []
-        for index in range(self.cfg.worker_processes):
+        for index in range(self.processes):
             cmd, env, cwd = self.worker_cmd(beat=index == 0)
             commands.append(shlex.join([*cmd, "-n", f"{self.name.split()[0]}{index}@%h"]))
         shell = ["/bin/sh", "-c", " & ".join(commands) + " & wait"]
@@ -173,9 +121,9 @@ class System:
         return [
             "worker",
             "--pool",
-            "threads",
+            self.pool,
             "--concurrency",
-            str(self.cfg.concurrency),
+            str(self.concurrency),
             "--loglevel",
             "WARNING",
             "--without-gossip",
@@ -210,55 +158,6 @@ class Hub(System):
 
     def clear(self):
         hubdb.clear_events()
-        flush_redis(self.redis_db)
-
-
-class DjangoWebhook(System):
-    name = "django-webhook"
-    database = DJW_DB
-    redis_db = DJW_REDIS_DB
-    receive_path = "/hooks/gridx/"
-
-    def __init__(self, cfg, target):
-        super().__init__(cfg, target)
-        requirements = (DJW_PROJECT / "requirements.txt").read_text()
-        pins = [
-            line.strip()
-            for line in requirements.splitlines()
-            if line.strip() and not line.startswith("#")
-        ]
-        self.python = ensure_venv(DJW_VENV, pins, requirements)
-        recreate_database(DJW_DB)
-        self.manage("migrate", "--no-input", "-v0")
-
-    def manage(self, *args: str) -> None:
-        subprocess.run(
-            [str(self.python), "manage.py", *args],
-            cwd=DJW_PROJECT,
-            env=djw_env(),
-            check=True,
-            timeout=300,
-            stdout=subprocess.DEVNULL,
-        )
-
-    def web_cmd(self, port):
-        gunicorn = str(DJW_VENV / "bin" / "gunicorn")
-        cmd = gunicorn_cmd("djw_project.wsgi:application", port, DJW_GUNICORN, gunicorn)
-        return cmd, djw_env(), DJW_PROJECT
-
-    def worker_cmd(self, beat: bool):
-        celery = str(DJW_VENV / "bin" / "celery")
-        return [celery, "-A", "djw_project", *self.worker_args()], djw_env(), DJW_PROJECT
-
-    def set_targets(self, urls, timeout):
-        # django-webhook has no per-webhook timeout (requests waits forever); noted in output.
-        self.manage("bench_setup", *urls.values())
-
-    def clear(self):
-        sql(
-            DJW_DB,
-            "TRUNCATE intake_event, django_webhook_webhookevent RESTART IDENTITY",
-        )
         flush_redis(self.redis_db)
 
 
@@ -441,36 +340,55 @@ def run(cfg: Config) -> dict:
     result: dict = {"events": cfg.events, "rate": cfg.fanout_rate}
     try:
         result["hub"] = run_system(Hub(cfg, target), cfg, "hub", hang_runs=True)
+        from bench import relay_baselines
+
+        n = cfg.events
+        hub_pool = cfg.run_dir / "pools" / "fanout-hub.txt"
+        result["bare_sender"] = relay_baselines.run_bare_sender(cfg, target, hub_pool, n, n)
         if "djw" in cfg.parts:
-            djw = DjangoWebhook(cfg, target)
-            result["django_webhook"] = run_system(djw, cfg, "djw", hang_runs=cfg.djw_hang)
+            result.update(relay_baselines.run_django_webhook(cfg, target))
     finally:
         target.proc.stop()
     return result
 
 
+def rate_of(run: dict | None) -> float | None:
+    return run["burst"].get("deliveries_per_s") if run else None
+
+
 def summarize(data: dict) -> dict:
     hub = data["hub"]
-    djw = data.get("django_webhook")
     burst_rate = hub["burst"].get("deliveries_per_s", 0.0)
     p99 = hub["paced"].get("latency_ms", {}).get("p99")
     healthy_before = hub["burst"]["healthy_only"].get("deliveries_per_s", 0.0)
     healthy_hang = hub.get("hang", {}).get("deliveries_per_s")
     hang_ratio = healthy_hang / healthy_before if healthy_hang and healthy_before else None
-    djw_rate = djw["burst"].get("deliveries_per_s") if djw else None
-    ratio = burst_rate / djw_rate if djw_rate else None
+    ratios = {
+        key: burst_rate / rate if rate else None
+        for key, rate in (
+            ("hub_over_django_webhook", rate_of(data.get("django_webhook"))),
+            ("hub_over_django_webhook_default", rate_of(data.get("django_webhook_default"))),
+            ("hub_over_bare_sender", rate_of(data.get("bare_sender"))),
+        )
+    }
+    djw, bare = ratios["hub_over_django_webhook"], ratios["hub_over_bare_sender"]
     from bench import energy_bench
 
     options = energy_bench.summarize_options(hub.get("options", {}), hub["burst"])
     return {
         "options": options,
         "hub_burst_deliveries_per_s": burst_rate,
-        "hub_over_django_webhook": ratio,
+        **ratios,
         "hub_paced_p99_ms": p99,
         "hang_ratio": hang_ratio,
         "targets": {
             ">= 1000 deliveries/s (burst)": burst_rate >= 1000,
-            ">= 10x django-webhook": None if ratio is None else ratio >= 10,
+            "relay >= 10x django-webhook at its best (burst deliveries/s)": None
+            if djw is None
+            else djw >= 10,
+            "relay >= 0.5 of the bare sender (burst deliveries/s)": None
+            if bare is None
+            else bare >= 0.5,
             f"p99 receive-to-delivered < 250 ms at {data['rate']} events/s": p99 is not None
             and p99 < 250
             and hub["paced"]["complete"],

@@ -4,14 +4,19 @@ Part 1 (receive): the hub's POST /hooks/<slug>/ against a bare 204 view (no midd
 textbook DRF receiver, each baseline at the better of two gunicorn set-ups; wrk for throughput,
 a constant-rate generator for p99.
 Part 2 (fan-out): events fanned out to three subscribers by the hub's real web server + Celery
-worker, against django-webhook in its own virtualenv; paced latency, burst throughput, a
-hanging subscriber, and the hub's burst with ordering and with coalescing turned on.
+worker; paced latency, burst throughput, a hanging subscriber, and the hub's burst with
+ordering and with coalescing turned on. The relay's baselines (bench/relay_baselines.py):
+django-webhook in its own virtualenv at its best (CELERY_DB_REUSE_MAX and CONN_MAX_AGE as the
+hub's, the better of a threads and a prefork worker; its default configuration once more for
+reference), and a bare sender, the physical anchor (the same signed requests from one process
+per core over kept-alive http.client connections, no database); the hub's burst is printed as
+a ratio of each.
 Part 3 (priority): grid signals to a high-priority subscription while 5,000 deliveries of a
 normal one are backlogged (bench/energy_bench.py). Results are printed and written to
 bench/results/ as JSON.
 
-    make bench                              # everything, about 6-8 minutes
-    make bench BENCH_ARGS=--quick           # shorter phases, about 3-4 minutes
+    make bench                              # everything, about 9-10 minutes (+ admin scale)
+    make bench BENCH_ARGS=--quick           # shorter phases, about 6 minutes
     make bench BENCH_ARGS="--only receive"  # one part (receive, fanout, priority)
     make bench BENCH_ARGS=--profile         # also py-spy profiles and an SQL census
 
@@ -49,6 +54,7 @@ from bench.common import (  # noqa: E402
     verdict,
     whole,
 )
+from bench.fanout_report import print_fanout, us_per  # noqa: E402
 
 # The hub's web server as docker-compose.yml runs it (granian ... hub.asgi:application).
 DEFAULT_SERVER = "--workers 2"
@@ -91,7 +97,8 @@ def parse_args(argv: list[str]) -> Config:
         "--worker-processes",
         type=int,
         default=2,
-        help="Celery worker processes per system, one per core (2)",
+        help="the hub's Celery worker processes, one per core (2); django-webhook's threads "
+        "set-up has as many",
     )
     parser.add_argument(
         "--hang-timeout", type=int, default=15, help="the subscriptions' timeout_seconds (15)"
@@ -159,10 +166,6 @@ def parse_args(argv: list[str]) -> Config:
 # Printing ------------------------------------------------------------------------------------
 
 
-def us_per(cpu: dict, key: str, count: float) -> str:
-    return whole(1e6 * cpu.get(key, 0.0) / count) if count else "-"
-
-
 def print_receive(cfg: Config, data: dict, summary: dict) -> None:
     eps = data["systems"]
     print(
@@ -221,92 +224,6 @@ def print_receive(cfg: Config, data: dict, summary: dict) -> None:
             print(f"hub / {name}, round by round: {' '.join(ratios)}")
     stored = data["stored"]
     print(f"stored rows: hub {stored['events']}, textbook {stored['textbook_events']}")
-
-
-def print_fanout(cfg: Config, data: dict, summary: dict) -> None:
-    print(
-        f"\nPart 2 - fan-out  ({data['events']} events x 3 subscribers; {cfg.worker_processes} "
-        f"worker process(es) --pool threads --concurrency {cfg.concurrency}; paced at "
-        f"{data['rate']} events/s; burst = backlog "
-        f"drained after the worker starts; hang = subscriber c never answers, timeout "
-        f"{cfg.hang_timeout} s)"
-    )
-    rows = []
-    for key, label in (("hub", "hub"), ("django_webhook", "django-webhook")):
-        run = data.get(key)
-        if not run:
-            continue
-        paced, burst, hang = run["paced"], run["burst"], run.get("hang")
-        lat = paced.get("latency_ms", {})
-        deliveries = burst["delivered"] or 1
-        healthy = burst["healthy_only"].get("deliveries_per_s")
-        rows.append(
-            [
-                label,
-                whole(paced.get("deliveries_per_s")),
-                f"{paced['delivered']}/{paced['expected']}",
-                whole(lat.get("p50")),
-                whole(lat.get("p99")),
-                whole(burst.get("deliveries_per_s")),
-                whole(burst.get("peak_1s")),
-                us_per(burst["cpu"], "worker", deliveries),
-                us_per(burst["cpu"], "postgres", deliveries),
-                whole(healthy),
-                whole(hang.get("deliveries_per_s", 0.0)) if hang else "-",
-                f"{hang.get('deliveries_per_s', 0.0) / healthy:.2f}" if hang and healthy else "-",
-            ]
-        )
-    print(
-        table(
-            [
-                "system",
-                "paced deliv/s",
-                "delivered",
-                "p50 ms",
-                "p99 ms",
-                "burst deliv/s",
-                "best 1 s",
-                "worker CPU us/deliv",
-                "postgres us/deliv",
-                "a+b deliv/s",
-                "a+b with c hanging",
-                "ratio",
-            ],
-            rows,
-        )
-    )
-    if data["hub"].get("options"):
-        from bench import energy_bench
-
-        energy_bench.print_options(data["hub"]["options"], summary["options"])
-    if summary.get("hub_over_django_webhook"):
-        print(f"hub/django-webhook (burst deliveries/s) = {summary['hub_over_django_webhook']:.1f}")
-    experiment = data["hub"].get("experiment_db_reuse")
-    if experiment:
-        base = data["hub"]["burst"]
-        print(
-            "experiment, hub burst with CELERY_DB_REUSE_MAX=1000 (bench/settings_reuse.py): "
-            f"{whole(experiment.get('deliveries_per_s'))} deliveries/s (vs "
-            f"{whole(base.get('deliveries_per_s'))}), {experiment['pg_sessions_opened']} new "
-            f"PostgreSQL sessions (vs {base['pg_sessions_opened']}), postgres "
-            f"{us_per(experiment['cpu'], 'postgres', experiment['delivered'] or 1)} us/delivery "
-            f"(vs {us_per(base['cpu'], 'postgres', base['delivered'] or 1)})"
-        )
-    for key, label in (("hub", "hub"), ("django_webhook", "django-webhook")):
-        run = data.get(key)
-        if not run:
-            continue
-        burst = run["burst"]
-        others = max(
-            r["cpu"]["other_cpu_pct"] for r in run.values() if isinstance(r, dict) and "cpu" in r
-        )
-        print(
-            f"{label}: burst of {burst['events_accepted']} events -> "
-            f"{burst['messages_queued_by_receive']} broker messages queued by receiving, "
-            f"{burst['pg_sessions_opened']} new PostgreSQL sessions for {burst['delivered']} "
-            f"deliveries, {burst['duplicates']} duplicates; other processes <= {others:.0f}% "
-            "of a core"
-        )
 
 
 def print_targets(summaries: dict) -> None:

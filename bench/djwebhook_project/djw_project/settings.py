@@ -36,7 +36,7 @@ DATABASES = {
         "HOST": _db.hostname or "127.0.0.1",
         "PORT": _db.port or 5432,
         # The hub's own database settings, so neither side wins on connection handling.
-        "CONN_MAX_AGE": 60,
+        "CONN_MAX_AGE": int(os.environ.get("DJW_CONN_MAX_AGE", "60")),
         "CONN_HEALTH_CHECKS": True,
     }
 }
@@ -44,6 +44,11 @@ DATABASES = {
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes the worker's database connection after every task unless this
+# is set (then CONN_MAX_AGE decides, as in the hub's hub/settings.py, which sets 1000). The
+# bench runs django-webhook with it (its best) and without it (Celery's default, for reference).
+if os.environ.get("DJW_CELERY_DB_REUSE_MAX"):
+    CELERY_DB_REUSE_MAX = int(os.environ["DJW_CELERY_DB_REUSE_MAX"])
 
 # django-webhook: send webhooks when intake.Event rows are created (its quickstart's setup).
 DJANGO_WEBHOOK = {"MODELS": ["intake.Event"]}
