@@ -17,3 +17,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # In-process tests run tasks inline; the reliability tests start real workers instead.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# Tests run without collectstatic: WhiteNoise looks for static files on request, not at start.
+WHITENOISE_AUTOREFRESH = True

@@ -152,15 +152,16 @@ def test_after_an_outage_only_the_newest_state_per_device_is_sent(hub):
 
 
 def test_stale_and_failing_deliveries_expire_on_time(hub):
-    with TestReceiver(default=Answer(503)) as receiver:
+    # The retry is asked for a minute later: a-2 expires first, however slow its first attempt.
+    with TestReceiver(default=Answer(503, headers={"retry-after": "60"})) as receiver:
         source, (secret,) = make_source("gridx")
-        SubscriptionFactory(url=receiver.url, expire_after=3)
+        SubscriptionFactory(url=receiver.url, expire_after=8)
         hub.start_web()
         hub.start_worker()
         an_hour_ago = timezone.now().replace(microsecond=0) - timedelta(hours=1)
         send(hub, source, secret, reading("a", 1, time=an_hour_ago.isoformat()))
         send(hub, source, secret, reading("a", 2))
-        # a-2 fails at once and would be retried 5 s later; it expires after 3 s instead.
+        # a-2 fails at once and would be retried a minute later; it expires after 8 s instead.
         wait_until(lambda: count(DeliveryStatus.EXPIRED) == 2, 30, "both to expire")
         time.sleep(3)
         assert [data_of(r)["n"] for r in receiver.requests] == [2]
