@@ -253,14 +253,10 @@ def main(argv: list[str]) -> int:
     hubdb.migrate_now()
     common.flush_redis(HUB_REDIS_DB)
     run_dir = common.WORK / "relay-cost"
+    port = procs.free_port()
     target = procs.Proc(
         "target",
-        [
-            str(common.PYTHON),
-            str(common.BENCH / "target.py"),
-            "--port",
-            str(port := procs.free_port()),
-        ],
+        [str(common.PYTHON), str(common.BENCH / "target.py"), "--port", str(port)],
         env={"PATH": "/usr/bin:/bin"},
         cwd=common.REPO,
         log_dir=run_dir / "logs",
