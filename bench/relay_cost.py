@@ -49,7 +49,7 @@ STAGES = [
     ("apply_result", "subscriptions.services.drain", "apply_result", 2),
     ("record (save the batch)", "subscriptions.services.drain", "record", 2),
     ("Attempt INSERT", "django.db.models.query", "QuerySet.bulk_create", 3),
-    ("Attempt INSERT", "subscriptions.services.outcomes", "insert_attempts", 3),
+    ("attempts + outcomes, one statement", "subscriptions.services.outcomes", "save_batch", 3),
     ("Delivery UPDATE", "subscriptions.services.outcomes", "save_outcomes", 3),
     ("metrics.report_batch", "subscriptions.metrics", "report_batch", 3),
     ("alerts.after_batch", "subscriptions.services.alerts", "after_batch", 3),
