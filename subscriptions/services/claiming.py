@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import Model, QuerySet
 
 from receivers.models import Event, Source
+from receivers.storage import insert_cursor
 
 from ..models import OPEN_STATUSES, Delivery, DeliveryStatus, PayloadFormat, Subscription
 from .outcomes import DELIVERY_FIELDS
@@ -93,7 +94,8 @@ def claim_and_read(sub: Subscription, due: QuerySet, lease: datetime) -> list[De
     returns them with their event and the event's source, in no particular order."""
     columns = columns_for(sub.payload_format)
     sql, params = claim_statement(due, columns)
-    with connection.cursor() as cursor:
+    # Bound on the server: a subscription's claim is one text, prepared after a few uses.
+    with insert_cursor(connection) as cursor:
         cursor.execute(sql, [DeliveryStatus.SENDING, lease, *params])
         rows = cursor.fetchall()
     deliveries, events, sources = columns
