@@ -123,7 +123,12 @@ def save_batch_statement() -> tuple[str, list, list]:
         attempt_columns=", ".join(quote(f.column) for f in attempt_fields),
         arrays=arrays(attempt_fields),
         delivery=quote(Delivery._meta.db_table),
-        sets=", ".join(f"{quote(f.column)} = o.{quote(f.column)}" for f in delivery_fields),
+        sets=", ".join(
+            f"{quote(f.column)} = COALESCE(o.{quote(f.column)}, d.{quote(f.column)})"
+            if f.name == "next_attempt_at"
+            else f"{quote(f.column)} = o.{quote(f.column)}"
+            for f in delivery_fields
+        ),
         outcomes=arrays(delivery_fields),
         names=", ".join(quote(f.column) for f in delivery_fields),
         pk=quote(Delivery._meta.pk.column),
@@ -141,7 +146,13 @@ def save_batch(done: list[Delivery], attempts: list[Attempt]) -> None:
     sql, attempt_names, delivery_names = save_batch_statement()
     params = [[getattr(a, name) for a in attempts] for name in attempt_names]
     params.append([d.pk for d in done])
-    params += [[getattr(d, name) for d in done] for name in delivery_names]
+    for name in delivery_names:
+        if name == "next_attempt_at":
+            # Only a retry moves the next attempt (as save_outcomes): null keeps the row's own.
+            retrying = DeliveryStatus.RETRYING
+            params.append([d.next_attempt_at if d.status == retrying else None for d in done])
+        else:
+            params.append([getattr(d, name) for d in done])
     # Bound on the server: the text never changes, so psycopg prepares it after a few uses.
     with insert_cursor(connection) as cursor:
         cursor.execute(sql, params)
