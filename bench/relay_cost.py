@@ -137,7 +137,7 @@ def receive(pool: list[tuple[str, bytes]]) -> list[int]:
     return list(Event.objects.values_list("pk", flat=True))
 
 
-def one_round(pool: list[tuple[str, bytes]], sub_id: int) -> dict:
+def one_round(pool: list[tuple[str, bytes]], sub_id: int, target_cpu) -> dict:
     from django.db import connection
     from django.test.utils import override_settings
 
@@ -152,10 +152,10 @@ def one_round(pool: list[tuple[str, bytes]], sub_id: int) -> dict:
     stages.install()
     try:
         with override_settings(HUB_DRAIN_IDLE_SECONDS=0), connection.execute_wrapper(stages):
-            pg, wall = backend_cpu(connection), time.perf_counter()
+            pg, wall, target = backend_cpu(connection), time.perf_counter(), target_cpu()
             sent = drain.drain_subscription(sub_id)
             wall = time.perf_counter() - wall
-            pg = backend_cpu(connection) - pg
+            pg, target = backend_cpu(connection) - pg, target_cpu() - target
     finally:
         stages.remove()
     assert sent == made, (sent, made)
@@ -174,12 +174,13 @@ def one_round(pool: list[tuple[str, bytes]], sub_id: int) -> dict:
         "stages": rows,
         "drain_wall_us": wall * per,
         "drain_postgres_us": pg * per,
+        "drain_target_us": target * per,
         "fan_out_cpu_us": fan_cpu * 1e6 / made,
         "fan_out_postgres_us": fan_pg * 1e6 / made,
     }
 
 
-def bare_sender(url: str, count: int) -> dict:
+def bare_sender(url: str, count: int, target_cpu) -> dict:
     """The same requests as the hub sends (its body and headers), with nothing else: one
     kept-alive http.client connection, read the answer, next."""
     from django.utils import timezone
@@ -193,14 +194,15 @@ def bare_sender(url: str, count: int) -> dict:
         requests.append(build_request(delivery, sub, timezone.now()))
     host, _, rest = url.removeprefix("http://").partition("/")
     connection = http.client.HTTPConnection(*host.split(":"))
-    cpu = time.thread_time()
+    cpu, target = time.thread_time(), target_cpu()
     for body, headers in requests:
         connection.request("POST", "/" + rest, body=body, headers=headers)
         response = connection.getresponse()
         response.read()
-    cpu = time.thread_time() - cpu
+    cpu, target = time.thread_time() - cpu, target_cpu() - target
     connection.close()
-    return {"requests": len(requests), "cpu_us": cpu * 1e6 / len(requests)}
+    per = 1e6 / len(requests)
+    return {"requests": len(requests), "cpu_us": cpu * per, "target_us": target * per}
 
 
 def summarize(rounds: list[dict]) -> dict:
@@ -218,7 +220,8 @@ def summarize(rounds: list[dict]) -> dict:
         }
         for label in labels
     }
-    extra = ("drain_wall_us", "drain_postgres_us", "fan_out_cpu_us", "fan_out_postgres_us")
+    extra = ("drain_wall_us", "drain_postgres_us", "drain_target_us")
+    extra += ("fan_out_cpu_us", "fan_out_postgres_us")
     return {"stages": out, **{key: median([r[key] for r in rounds]) for key in extra}}
 
 
@@ -234,9 +237,11 @@ def print_report(summary: dict, rounds: list[dict], bare: dict) -> None:
         )
     print(f"{'drain wall time':44} {summary['drain_wall_us']:7.0f}")
     print(f"{'PostgreSQL backend CPU during the drain':44} {summary['drain_postgres_us']:7.0f}")
+    print(f"{'the target (bench/target.py) during the drain':44} {summary['drain_target_us']:7.0f}")
     print(f"{'fan_out (this process)':44} {summary['fan_out_cpu_us']:7.0f}")
     print(f"{'fan_out (PostgreSQL backend)':44} {summary['fan_out_postgres_us']:7.0f}")
     print(f"{'bare http.client sender, same requests':44} {bare['cpu_us']:7.0f}")
+    print(f"{'  the target during the bare sender':44} {bare['target_us']:7.0f}")
     whole = "drain_subscription (whole drain)"
     print("drain CPU per round:", ", ".join(f"{r['stages'][whole]['cpu_us']:.0f}" for r in rounds))
 
@@ -264,6 +269,11 @@ def main(argv: list[str]) -> int:
     try:
         procs.wait_http(f"http://127.0.0.1:{port}/_stats", target)
         url = f"http://127.0.0.1:{port}/ok/a"
+        stats = f"http://127.0.0.1:{port}/_stats"
+
+        def target_cpu() -> float:
+            return common.get_json(stats)["cpu_seconds"]
+
         hubdb.create_source()
         hubdb.set_subscriptions({"a": url}, 15)
         hubdb.setup()
@@ -273,10 +283,10 @@ def main(argv: list[str]) -> int:
         rounds = []
         for n in range(args.rounds + 1):
             pool = read_pool(write_pool(run_dir / f"pool-{n}.txt", SECRET, args.events, f"rc{n}"))
-            figures = one_round(pool, sub_id)
+            figures = one_round(pool, sub_id, target_cpu)
             if n:  # the first round warms up (imports, caches, prepared connections)
                 rounds.append(figures)
-        bare = bare_sender(url, args.events)
+        bare = bare_sender(url, args.events, target_cpu)
         summary = summarize(rounds)
         print_report(summary, rounds, bare)
         if args.json:
