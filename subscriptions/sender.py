@@ -105,7 +105,8 @@ def request_bytes(
     call, where request() writes the headers and the body apart (two packets, and two reads
     for the target). Header values are text; one given by the caller replaces the one
     http.client would add."""
-    # As http.client refuses them: a name that is not a token, a value with a line break.
+    # Refused as http.client refuses them (a little stricter: a name must be a token, as
+    # payloads.static_headers makes it), before anything is sent.
     if "" in headers or _NOT_TOKEN.search("".join(headers)):
         raise ValueError(f"Invalid header name in {list(headers)!r}")
     if _LINE_BREAK.search("".join(headers.values())):
