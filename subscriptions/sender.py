@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import re
 import select
 import socket
 import ssl
@@ -32,6 +33,10 @@ MAX_CONNECTIONS = 50
 # A reused connection that fails with one of these before any answer arrived was most likely
 # closed by the target while idle: the request is sent once more on a new connection.
 STALE_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+# What http.client refuses in a request target (control characters and spaces).
+_UNSENDABLE_TARGET = re.compile("[\x00-\x20\x7f]")
+_NOT_TOKEN = re.compile("[^!#$%&'*+.^_`|~0-9A-Za-z-]")
+_LINE_BREAK = re.compile("[\r\n]")
 
 
 @dataclass
@@ -77,6 +82,49 @@ class CheckedHTTPSConnection(http.client.HTTPSConnection, CheckedConnection):
     """HTTPSConnection.connect wraps the socket CheckedConnection.connect opened."""
 
 
+@functools.lru_cache(maxsize=1024)
+def request_head(host: str, port: int, default_port: int, target: str) -> bytes:
+    """The request line and the headers http.client adds by itself (Host, Accept-Encoding)."""
+    if _UNSENDABLE_TARGET.search(target):
+        raise http.client.InvalidURL(f"URL can't contain control characters. {target!r}")
+    try:
+        host.encode("ascii")
+    except UnicodeEncodeError:
+        host = host.encode("idna").decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"
+    if port != default_port:
+        host = f"{host}:{port}"
+    return f"POST {target} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii")
+
+
+def request_bytes(
+    connection: http.client.HTTPConnection, target: str, body: bytes, headers: dict
+) -> bytes:
+    """What http.client's request() sends for a POST of `body`, as one buffer: written in one
+    call, where request() writes the headers and the body apart (two packets, and two reads
+    for the target). Header values are text; one given by the caller replaces the one
+    http.client would add."""
+    # Refused as http.client refuses them (a little stricter: a name must be a token, as
+    # payloads.static_headers makes it), before anything is sent.
+    if "" in headers or _NOT_TOKEN.search("".join(headers)):
+        raise ValueError(f"Invalid header name in {list(headers)!r}")
+    if _LINE_BREAK.search("".join(headers.values())):
+        raise ValueError("Invalid header value: a line break")
+    names = {name.lower() for name in headers}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    if "accept-encoding" not in names:
+        head += "Accept-Encoding: identity\r\n"
+    if "content-length" not in names and "transfer-encoding" not in names:
+        head += f"Content-Length: {len(body)}\r\n"
+    first = (
+        f"POST {target} HTTP/1.1\r\n".encode("ascii")
+        if "host" in names
+        else request_head(connection.host, connection.port, connection.default_port, target)
+    )
+    return first + head.encode("latin-1") + b"\r\n" + body
+
+
 class Sender:
     """Not thread-safe: each worker thread has its own (http_client)."""
 
@@ -116,19 +164,27 @@ class Sender:
         self, connection: http.client.HTTPConnection, target: str, body, headers, timeout: float
     ) -> Answer:
         deadline = time.monotonic() + timeout
+        # The request in one write; the answer read by http.client's own parser.
+        data = request_bytes(connection, target, body, headers)
         try:
-            if connection.sock is not None:
-                connection.sock.settimeout(timeout)
-            connection.request("POST", target, body=body, headers=headers)
+            if connection.sock is None:
+                connection.connect()
+            sock = connection.sock
+            sock.settimeout(timeout)
+            sock.sendall(data)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Timeout()
-            connection.sock.settimeout(remaining)
-            response = connection.getresponse()
-            content = response.read(EXCERPT_BYTES)
-            # Keep the connection only when the whole answer was read; a longer one is dropped.
-            if response.read(1) or response.will_close:
-                connection.close()
+            sock.settimeout(remaining)
+            response = connection.response_class(sock, method="POST")
+            try:
+                response.begin()
+                content = response.read(EXCERPT_BYTES)
+                # Keep the connection only when the whole answer was read.
+                if response.read(1) or response.will_close:
+                    connection.close()
+            finally:
+                response.close()
         except TimeoutError as exc:
             raise Timeout() from exc
         return Answer(response.status, content, response.getheader("retry-after"))

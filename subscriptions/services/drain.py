@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from django.conf import settings
-from django.db import DatabaseError
-from django.db.models import Q
+from django.db import DatabaseError, connection
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from receivers.connections import drop_broken_connections
@@ -33,14 +34,13 @@ from ..models import (
 from ..payloads import build_request
 from ..sender import Result, Sender
 from ..targets import TargetRefused, check_target
-from . import sequencing
+from . import claiming, sequencing
 from .outcomes import DELIVERY_FIELDS, apply_result, open_backoff, record
 
 logger = logging.getLogger(__name__)
 
 BATCH = 50
 DRAIN_SECONDS = 20
-CLAIMED_FIELDS = ("webhook_id", "event_id", "subscription_id", "order_key", "expires_at")
 
 
 def lease_for(sub: Subscription, now: datetime) -> datetime:
@@ -129,6 +129,18 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
             .values("pk")[:limit]
         )
     lease = lease_for(sub, now)
+    if connection.vendor == "postgresql":
+        # One statement picks, claims and reads what sending needs.
+        claimed = claiming.claim_and_read(sub, due, lease)
+        claimed.sort(key=attrgetter(*sequencing.claim_order(sub)))
+    else:
+        claimed = claim_and_select(sub, due, lease)
+    if claimed:
+        renew_lease(sub, now)
+    return claimed
+
+
+def claim_and_select(sub: Subscription, due: QuerySet, lease: datetime) -> list[Delivery]:
     # One statement picks and claims. Only this drainer holds the subscription, so the rows
     # claimed with this exact lease are the ones it claimed.
     claimed = Delivery.objects.filter(pk__in=due, status__in=OPEN_STATUSES).update(
@@ -136,19 +148,15 @@ def claim_due(sub: Subscription, now: datetime, limit: int = BATCH) -> list[Deli
     )
     if not claimed:
         return []
-    renew_lease(sub, now)
-    # Only what sending needs: the parsed payload only for CloudEvents, and no admin fields.
-    # received_at is also what the receive-to-delivered latency is measured from.
-    event_fields = ["event__raw_body", "event__headers", "event__type", "event__source__slug"]
-    event_fields += ["event__received_at"]
+    event_fields = [f"event__{name}" for name in claiming.EVENT_FIELDS if name != "source_id"]
     if sub.payload_format == PayloadFormat.CLOUDEVENTS:
-        event_fields += ["event__payload", "event__external_id", "event__occurred_at"]
+        event_fields += [f"event__{name}" for name in claiming.CLOUDEVENT_FIELDS]
     return list(
         Delivery.objects.filter(
             subscription=sub, status=DeliveryStatus.SENDING, claimed_until=lease
         )
         .select_related("event", "event__source")
-        .only(*DELIVERY_FIELDS, *CLAIMED_FIELDS, *event_fields)
+        .only(*DELIVERY_FIELDS, *claiming.CLAIMED_FIELDS, *event_fields, "event__source__slug")
         .order_by(*sequencing.claim_order(sub))
     )
 

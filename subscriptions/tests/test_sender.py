@@ -6,6 +6,7 @@ small keep-alive server of their own that counts the TCP connections it accepts 
 
 from __future__ import annotations
 
+import http.client
 import select
 import socket
 import threading
@@ -308,3 +309,42 @@ def test_at_most_max_connections_are_kept(monkeypatch, sender):
         assert one.accepted == 2
         assert len(sender.connections) == 2
         assert list(sender.connections) == [three.key, one.key]
+
+
+# The request is written in one buffer, as http.client would have written it ---------------
+
+
+def test_the_request_carries_the_headers_http_client_would_add(target, sender):
+    sender.post(target.url, b'{"n": 1}', {"content-type": "application/json"}, 5.0)
+    (seen,) = target.requests
+    assert seen.headers == {
+        "content-type": "application/json",
+        "host": f"127.0.0.1:{target.port}",
+        "accept-encoding": "identity",
+        "content-length": "8",
+    }
+    assert seen.body == b'{"n": 1}'
+
+
+def test_request_bytes_is_one_buffer_with_a_default_port_host():
+    connection = http.client.HTTPConnection("example.com", 80)
+    data = sender_module.request_bytes(connection, "/a?b=1", b"{}", {"x-one": "1"})
+    assert data == (
+        b"POST /a?b=1 HTTP/1.1\r\nHost: example.com\r\nx-one: 1\r\n"
+        b"Accept-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}"
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-a": "one\r\nx-injected: two"}, {"x-a": "one\ntwo"}, {"x a": "1"}, {"x:a": "1"}, {"": "1"}],
+)
+def test_a_header_http_client_would_refuse_is_refused(target, sender, headers):
+    with pytest.raises(ValueError):
+        sender.post(target.url, b"{}", headers, 5.0)
+    assert target.requests == []
+
+
+def test_a_target_with_control_characters_is_refused(sender):
+    with pytest.raises(http.client.InvalidURL):
+        sender.post("http://127.0.0.1:9/a b", b"{}", {}, 5.0)
