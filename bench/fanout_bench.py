@@ -174,6 +174,15 @@ def analyse(rows: list, answers: dict[str, float] | None, names: tuple[str, ...]
         out["deliveries_per_s"] = (len(times) - 1) / (times[-1] - times[0])
         windows = Counter(int(t - times[0]) for t in times)
         out["peak_1s"] = max(windows.values())
+        # Where a burst's time goes: arrivals second by second, and each subscriber's span.
+        out["per_second"] = [windows.get(n, 0) for n in range(max(windows) + 1)]
+        spans: dict[str, list[float]] = {}
+        for at, name, *_ in rows:
+            span = spans.setdefault(name, [at, at])
+            span[0], span[1] = min(span[0], at), max(span[1], at)
+        out["spans_s"] = {
+            n: [round(a - times[0], 2), round(b - times[0], 2)] for n, (a, b) in spans.items()
+        }
     pairs = Counter((row[1], row[2]) for row in rows)
     out["duplicates"] = sum(n - 1 for n in pairs.values() if n > 1)
     out["per_subscriber"] = dict(Counter(row[1] for row in rows))
