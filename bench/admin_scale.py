@@ -194,14 +194,14 @@ def seed(rows: int) -> None:
             f"""
             INSERT INTO subscriptions_delivery (event_id, subscription_id, status, webhook_id,
                 attempt_count, next_attempt_at, replay_requested, last_status_code, last_error,
-                created_at, delivered_at)
+                created_at, delivered_at, order_key, coalesce_key)
             SELECT e.id, (ARRAY{sub_ids})[1 + e.id % {len(sub_ids)}],
                    CASE WHEN e.id % 50 = 0 THEN 'failed'
                         WHEN e.id % 400 = 4 THEN 'retrying'
                         ELSE 'succeeded' END,
                    'msg_' || md5(e.id::text), 1, e.received_at, false,
                    CASE WHEN e.id % 50 = 0 OR e.id % 400 = 4 THEN 500 ELSE 200 END, '',
-                   e.received_at, e.received_at
+                   e.received_at, e.received_at, '', ''
             FROM receivers_event e
             WHERE e.id % 4 = 0 AND e.status = 'dispatched'
             """
