@@ -16,7 +16,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +30,6 @@ from django.conf import settings
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from conftest import missing
 from receivers.providers import get_provider
 from receivers.tests.factories import SecretFactory, make_source
 from subscriptions.tests.factories import SubscriptionFactory
@@ -194,21 +192,6 @@ def sample(text: str, name: str, **labels: str) -> float | None:
             if all(found.get(key) == value for key, value in labels.items()):
                 return float(line.rsplit(" ", 1)[1])
     return None
-
-
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not installed")
-    return tmp_path
-
-
-@pytest.fixture
-def redis(logs):
-    server = Redis(logs)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_the_shipped_stack_delivers_a_signed_event(production_venv, redis, logs):

@@ -1,31 +1,9 @@
 """Fixtures of the tests with real processes, and the fault suite's table at the end of the run
 (pytest captures the test's own output)."""
 
-import shutil
-from pathlib import Path
-
 import pytest
 
-from conftest import missing
-
-from .processes import HubProcesses, Redis
-
-
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    """Where the processes write their output (shown when a test fails)."""
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not installed")
-    return tmp_path
-
-
-@pytest.fixture
-def redis(logs):
-    """A private redis-server, which a test may stop and start again on the same port."""
-    server = Redis(logs)
-    server.start()
-    yield server
-    server.stop()
+from .processes import HubProcesses, show_tails
 
 
 @pytest.fixture
@@ -34,8 +12,7 @@ def hub(redis, logs):
     processes = HubProcesses(redis, logs)
     yield processes
     processes.stop()
-    for log in sorted(logs.glob("*.log")):
-        print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-40:]))
+    show_tails(logs)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

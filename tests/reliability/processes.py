@@ -322,3 +322,9 @@ def wait_until(condition, timeout: float, what: str, every: float = 0.2) -> None
             return
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def show_tails(logs: Path, lines: int = 40) -> None:
+    """The end of every process's log, printed for pytest to show with a failed test."""
+    for log in sorted(logs.glob("*.log")):
+        print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-lines:]))

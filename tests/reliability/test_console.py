@@ -4,11 +4,9 @@ the mail and Slack; a source falls silent and recovers on beat's sweep; a backfi
 the API is sent in received order by a real worker."""
 
 import json
-import shutil
 import threading
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +17,6 @@ from knox.models import AuthToken
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 
-from conftest import missing
 from receivers.models import Event, Refusal, RefusalMinute
 from receivers.providers import get_provider
 from receivers.tests.factories import make_source
@@ -29,27 +26,12 @@ from subscriptions.services import alerts
 from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
-from .processes import HubProcesses, Redis, wait_until
+from .processes import HubProcesses, show_tails, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 CAP = 50
 FLOOD = 10_000
-
-
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not installed")
-    return tmp_path
-
-
-@pytest.fixture
-def redis(logs):
-    server = Redis(logs)
-    server.start()
-    yield server
-    server.stop()
 
 
 def make_hub(redis, logs, **env):
@@ -65,8 +47,7 @@ def hub(redis, logs):
     processes = make_hub(redis, logs)
     yield processes
     processes.stop()
-    for log in sorted(logs.glob("*.log")):
-        print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-30:]))
+    show_tails(logs)
 
 
 def signed_post(hub, source, body: bytes, secret: str) -> httpx.Response:

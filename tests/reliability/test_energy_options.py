@@ -9,45 +9,23 @@ HTTP subscriber in this process (docs/energy.md).
 """
 
 import json
-import shutil
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 from django.utils import timezone
 
-from conftest import missing
 from receivers.providers import get_provider
 from receivers.tests.factories import make_source
 from subscriptions.models import Delivery, DeliveryStatus, Priority
 from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
-from .processes import HubProcesses, Redis, free_port
+from .processes import HubProcesses, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not installed")
-    return tmp_path
-
-
-@pytest.fixture
-def hub(logs):
-    redis = Redis(logs)
-    redis.start()
-    processes = HubProcesses(redis, logs)
-    yield processes
-    processes.stop()
-    redis.stop()
-    for log in sorted(logs.glob("*.log")):
-        print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text().splitlines()[-30:]))
 
 
 def reading(device: str, n: int, event_type: str = "ev/measurement", **fields) -> bytes:
