@@ -79,7 +79,6 @@ def backfill_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id
         if "confirm" in request.POST:
             return start_and_report(model_admin, request, sub, asked)
         preview = backfill.preview(sub, asked)
-    change_url = reverse("admin:subscriptions_subscription_change", args=[sub.pk])
     opts = Subscription._meta
     context = {
         **model_admin.admin_site.each_context(request),
@@ -88,7 +87,6 @@ def backfill_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id
         "original": sub,
         "form": form,
         "preview": preview,
-        "cancel_url": change_url,
     }
     return TemplateResponse(request, "admin/subscriptions/subscription/backfill.html", context)
 
