@@ -9,7 +9,13 @@ from .activity import silent_since
 from .masking import shown_headers
 from .models import VERIFICATION_FIELDS, Event, Refusal, Source
 from .services import readable_payload
-from .sources import ROTATION_GRACE_HOURS, create_source, receive_url, replace_secrets
+from .sources import (
+    MAX_GRACE_HOURS,
+    ROTATION_GRACE_HOURS,
+    create_source,
+    receive_url,
+    replace_secrets,
+)
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -153,7 +159,7 @@ class RefusalSerializer(serializers.ModelSerializer):
 class RotateSecretSerializer(serializers.Serializer):
     grace_hours = serializers.IntegerField(
         min_value=0,
-        max_value=24 * 30,
+        max_value=MAX_GRACE_HOURS,
         default=ROTATION_GRACE_HOURS,
         help_text="How long the current secrets stay valid next to the new one.",
     )

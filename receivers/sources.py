@@ -14,6 +14,8 @@ from .models import Source, SourceSecret, generate_secret, secret_fields
 from .providers import get_provider
 
 ROTATION_GRACE_HOURS = 72
+# The longest grace period a rotation may ask for, of a source's or a subscription's secret.
+MAX_GRACE_HOURS = 24 * 30
 
 
 def add_secret(source: Source, value: str | None = None) -> str:

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from receivers.masking import keep_masked_values, masked_values
 from receivers.models import Source
+from receivers.sources import MAX_GRACE_HOURS
 
 from . import filters
 from .models import (
@@ -193,7 +194,7 @@ class BackfillSerializer(serializers.ModelSerializer):
 class SigningRotationSerializer(serializers.Serializer):
     grace_hours = serializers.IntegerField(
         min_value=0,
-        max_value=24 * 30,
+        max_value=MAX_GRACE_HOURS,
         default=SIGNING_GRACE_HOURS,
         help_text="How long the previous secret also signs (as a second signature).",
     )

@@ -45,7 +45,7 @@ class SourceAddForm(forms.ModelForm):
 class RotateSecretForm(forms.Form):
     grace_hours = forms.IntegerField(
         min_value=0,
-        max_value=24 * 30,
+        max_value=sources.MAX_GRACE_HOURS,
         initial=sources.ROTATION_GRACE_HOURS,
         help_text="How long the current secrets stay valid next to the new one.",
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 
 from receivers.masking import keep_masked_values, masked_values
+from receivers.sources import MAX_GRACE_HOURS
 
 from ..models import Priority, Subscription
 from ..services import controls
@@ -70,7 +71,7 @@ class SubscriptionForm(forms.ModelForm):
 class RotateSigningSecretForm(forms.Form):
     grace_hours = forms.IntegerField(
         min_value=0,
-        max_value=24 * 30,
+        max_value=MAX_GRACE_HOURS,
         initial=controls.SIGNING_GRACE_HOURS,
         help_text="How long the current secret keeps signing, as a second signature.",
     )
