@@ -30,7 +30,7 @@ from bench.common import (
     say,
     wait_quiet,
 )
-from bench.fanout_bench import DEVICES, NAMES, Hub, Target, accepted, analyse
+from bench.fanout_bench import DEVICES, NAMES, Hub, Target, accepted, analyse, receive_backlog
 from bench.pool import write_pool
 from bench.receive_bench import run_loadgen
 
@@ -58,15 +58,7 @@ def wait_ended(expected: int, limit: float) -> bool:
 
 def option_burst(system: Hub, pool_path: Path, start: int, count: int, label: str) -> dict:
     say(f"fan-out: {system.name}, {count} events burst with {label}")
-    system.clear()
-    system.target.reset()
-    system.start_web()
-    procs.wait_settled(system.web)
-    load = run_loadgen(
-        system.web.port, system.receive_path, pool_path, count, 0, start=start, concurrency=16
-    )
-    ok = accepted(load)
-    time.sleep(1)  # the announcer threads publish in the background
+    _, ok = receive_backlog(system, pool_path, start, count)
     meter = CpuMeter({"gunicorn": system.web}, system.database)
     meter.start()
     system.start_worker()

@@ -259,9 +259,9 @@ def paced(system: System, pool_path: Path, pool: list, count: int, rate: int) ->
     return result
 
 
-def burst(system: System, pool_path: Path, start: int, count: int, hang: bool = False) -> dict:
-    label = "with subscriber c hanging" if hang else "backlog"
-    say(f"fan-out: {system.name}, {count} events burst ({label})")
+def receive_backlog(system: System, pool_path: Path, start: int, count: int) -> tuple[dict, int]:
+    """A burst's first half: the events received with no worker running (the load generator's
+    report, and how many were accepted)."""
     system.clear()
     system.target.reset()
     system.start_web()
@@ -273,6 +273,13 @@ def burst(system: System, pool_path: Path, start: int, count: int, hang: bool = 
     if ok < count:
         say(f"  warning: only {ok} of {count} events were accepted: {load['statuses']}")
     time.sleep(1)  # the hub's announcer threads publish in the background
+    return load, ok
+
+
+def burst(system: System, pool_path: Path, start: int, count: int, hang: bool = False) -> dict:
+    label = "with subscriber c hanging" if hang else "backlog"
+    say(f"fan-out: {system.name}, {count} events burst ({label})")
+    load, ok = receive_backlog(system, pool_path, start, count)
     queued = queue_length(system.redis_db)
     healthy = ("a", "b") if hang else NAMES
     meter = CpuMeter({"gunicorn": system.web}, system.database)
