@@ -12,7 +12,7 @@ from django.db import connection
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from receivers import refusals
+from receivers import metrics, refusals
 from subscriptions.tests.receiver import TestReceiver
 
 
@@ -48,9 +48,13 @@ def _services(request):
 
 
 @pytest.fixture(autouse=True)
-def _no_refusals_of_other_tests():
-    """Refused requests wait in memory until a flush: each test starts without another's."""
+def _no_counts_of_other_tests():
+    """Counts and refused requests wait in memory until a flush: each test starts without
+    another's, and leaves none behind."""
+    metrics.take()
     refusals.discard()
+    yield
+    metrics.take()
 
 
 @pytest.fixture

@@ -22,13 +22,6 @@ from subscriptions.tests.receiver import Answer
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def counted_from_here():
-    metrics.take()
-    yield
-    metrics.take()
-
-
 def unsent_counts() -> dict[tuple[str, str], float]:
     return {
         labels: amount

@@ -22,14 +22,6 @@ from subscriptions.tests.receiver import Answer, TestReceiver
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def counted_from_here():
-    """Counts left in memory by earlier tests are not this test's."""
-    metrics.take()
-    yield
-    metrics.take()
-
-
 def scrape(client, **headers) -> dict[tuple, float]:
     """Every sample of /metrics as {(name, sorted labels): value}."""
     exposition.flush()
