@@ -14,7 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 from django.db import connection
+from django.utils import timezone
+
+from receivers.providers import get_provider
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -299,6 +303,16 @@ class HubProcesses:
     @property
     def receive_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}/hooks"
+
+    def post_gridx(self, slug: str, body: bytes, secret: str) -> httpx.Response:
+        """`body` as gridX sends it, signed with `secret`, to the web process's source `slug`."""
+        signed = get_provider("gridx").sign(body, secret, None, timezone.now())
+        return httpx.post(
+            f"{self.receive_url}/{slug}/",
+            content=body,
+            headers={**signed.headers, "content-type": "application/json"},
+            timeout=10,
+        )
 
     def stop(self) -> None:
         for process in self.children:

@@ -50,16 +50,6 @@ def hub(redis, logs):
     show_tails(logs)
 
 
-def signed_post(hub, source, body: bytes, secret: str) -> httpx.Response:
-    signed = get_provider("gridx").sign(body, secret, source, timezone.now())
-    return httpx.post(
-        f"{hub.receive_url}/{source.slug}/",
-        content=body,
-        headers={**signed.headers, "content-type": "application/json"},
-        timeout=10,
-    )
-
-
 def test_a_flood_of_bad_requests_stores_no_more_than_the_cap(hub):
     source, _ = make_source("gridx", slug="flooded")
     hub.start_web()  # two gunicorn worker processes, each with its own buffer
@@ -133,7 +123,7 @@ def test_a_failing_subscription_is_told_to_a_subscriber_the_mail_and_slack(redis
                 hub.start_worker()
                 for _ in range(4):
                     body = gridx_body(id=str(uuid.uuid4()))
-                    assert signed_post(hub, source, body, secret).status_code == 200
+                    assert hub.post_gridx(source.slug, body, secret).status_code == 200
 
                 (got,) = operator.wait_for(1, timeout=60)
                 alert = Webhook(watcher.secret).verify(got.body, got.headers)
@@ -158,7 +148,7 @@ def test_a_source_falls_silent_and_recovers_on_the_sweep(hub):
     source, (secret,) = make_source("gridx", expected_interval=timedelta(seconds=2))
     hub.start_web()
     hub.start_worker()
-    assert signed_post(hub, source, gridx_body(id="first"), secret).status_code == 200
+    assert hub.post_gridx(source.slug, gridx_body(id="first"), secret).status_code == 200
 
     def silent_alerts():
         return list(Alert.objects.filter(kind=AlertKind.SOURCE_SILENT, cleared_at=None))
@@ -166,7 +156,7 @@ def test_a_source_falls_silent_and_recovers_on_the_sweep(hub):
     wait_until(lambda: len(silent_alerts()) == 1, 30, "the source.silent alert")
     assert silent_alerts()[0].source == source
     assert samples(hub)[("hub_source_silent", (("source", source.slug),))] == 1
-    assert signed_post(hub, source, gridx_body(id="second"), secret).status_code == 200
+    assert hub.post_gridx(source.slug, gridx_body(id="second"), secret).status_code == 200
     wait_until(lambda: silent_alerts() == [], 30, "the alert to clear once an event came")
 
 

@@ -13,11 +13,9 @@ import time
 import uuid
 from datetime import timedelta
 
-import httpx
 import pytest
 from django.utils import timezone
 
-from receivers.providers import get_provider
 from receivers.tests.factories import make_source
 from subscriptions.models import Delivery, DeliveryStatus, Priority
 from subscriptions.tests.factories import SubscriptionFactory
@@ -43,14 +41,7 @@ def reading(device: str, n: int, event_type: str = "ev/measurement", **fields) -
 
 
 def send(hub: HubProcesses, source, secret: str, body: bytes) -> None:
-    signed = get_provider("gridx").sign(body, secret, source, timezone.now())
-    answer = httpx.post(
-        f"{hub.receive_url}/{source.slug}/",
-        content=body,
-        headers={**signed.headers, "content-type": "application/json"},
-        timeout=10,
-    )
-    assert answer.status_code == 200
+    assert hub.post_gridx(source.slug, body, secret).status_code == 200
 
 
 def wait_until(condition, timeout: float, what: str) -> None:

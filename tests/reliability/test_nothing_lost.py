@@ -6,44 +6,25 @@ database. The subscriber is a real HTTP server in this process.
 """
 
 import json
-import time
 import uuid
 
 import httpx
 import pytest
-from django.utils import timezone
 
 from receivers.models import Event
-from receivers.providers import get_provider
 from receivers.tests.factories import EventFactory, make_source
 from receivers.tests.webhooks import gridx_body
 from subscriptions.models import Delivery, DeliveryStatus
 from subscriptions.tests.factories import SubscriptionFactory
 from subscriptions.tests.receiver import Answer, TestReceiver
 
-from .processes import HubProcesses
+from .processes import HubProcesses, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def send(hub: HubProcesses, source, body: bytes) -> httpx.Response:
-    secret = source.secrets.first().value
-    signed = get_provider("gridx").sign(body, secret, source, timezone.now())
-    return httpx.post(
-        f"{hub.receive_url}/{source.slug}/",
-        content=body,
-        headers={**signed.headers, "content-type": "application/json"},
-        timeout=10,
-    )
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return hub.post_gridx(source.slug, body, source.secrets.first().value)
 
 
 def all_delivered(count: int):

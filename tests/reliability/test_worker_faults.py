@@ -11,13 +11,11 @@ import time
 import uuid
 from datetime import timedelta
 
-import httpx
 import psycopg
 import pytest
 from django.utils import timezone
 
 from hub import health
-from receivers.providers import get_provider
 from receivers.tests.factories import EventFactory, make_source
 from receivers.tests.webhooks import gridx_body
 from subscriptions.models import Delivery, DeliveryStatus, Subscription
@@ -35,13 +33,7 @@ def send(hub: HubProcesses, slug: str, secret: str) -> str:
     """One signed gridX event through the web server; returns its id."""
     event_id = str(uuid.uuid4())
     body = gridx_body(id=event_id)
-    signed = get_provider("gridx").sign(body, secret, None, timezone.now())
-    answer = httpx.post(
-        f"{hub.receive_url}/{slug}/",
-        content=body,
-        headers={**signed.headers, "content-type": "application/json"},
-        timeout=10,
-    )
+    answer = hub.post_gridx(slug, body, secret)
     assert answer.status_code == 200, answer.text
     return event_id
 
